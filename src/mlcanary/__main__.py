@@ -1,0 +1,3 @@
+from mlcanary.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""Typed settings: flags > environment (``MLCANARY_*``) > ``mlcanary.toml`` > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Where state lives and the knobs shared by every command."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLCANARY_",
+        toml_file="mlcanary.toml",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(default=Path(".mlcanary"))
+    """Directory holding the registry, the store and reports."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLCANARY_TRACKING_URI"),
+    )
+    """MLflow tracking/registry URI; a SQLite file under ``home`` when unset."""
+
+    reference_rows: int = Field(default=10_000, ge=100)
+    """Cap on the held-out sample kept as the reference profile of a version."""
+
+    max_onehot_categories: int = Field(default=20, ge=2)
+    """Categorical columns with more distinct values are target-encoded, not one-hot."""
+
+    seed: int = 0
+    """Seed for fold assignment, subsampling and model randomness."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def registry_uri(self) -> str:
+        """The MLflow URI every registry call uses."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.home / "artifacts").resolve()
+
+    @property
+    def reports_dir(self) -> Path:
+        return (self.home / "reports").resolve()

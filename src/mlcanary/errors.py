@@ -1,0 +1,18 @@
+"""One error hierarchy for the core; each interface maps it to its own codes.
+
+The CLI turns every ``MlcanaryError`` into one line on stderr and exit code 2;
+the HTTP layer maps ``InvalidInput`` to 400 and ``NotFound`` to 404.
+Messages follow one formula: what was wrong, where, what is allowed, what came.
+"""
+
+
+class MlcanaryError(Exception):
+    """A problem the user can fix; its message is shown as it is."""
+
+
+class InvalidInput(MlcanaryError):
+    """Data, options or a request that do not meet the contract."""
+
+
+class NotFound(MlcanaryError):
+    """A model, version or file that does not exist."""

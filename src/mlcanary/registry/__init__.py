@@ -1,0 +1,1 @@
+"""Model versions and aliases over MLflow, and the reference profile each version carries."""

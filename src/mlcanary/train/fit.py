@@ -1,0 +1,202 @@
+"""``train``: from a table and a spec to a fitted, evaluated, explainable model.
+
+Nothing here touches the registry: a ``TrainResult`` is everything a model version
+will hold, built in memory, so a failure leaves no half-written version behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import FixedThresholdClassifier
+from sklearn.pipeline import Pipeline
+
+from mlcanary.config import Settings
+from mlcanary.progress import Steps
+from mlcanary.registry.profile import build_profile
+from mlcanary.signature import Signature
+from mlcanary.train import metrics
+from mlcanary.train.curves import CURVE_FOLDS, FRACTIONS, Diagnosis, diagnose, full_point, learning_curve
+from mlcanary.train.data import Fingerprint, fingerprint, read_table
+from mlcanary.train.estimators import NEEDS_SCALING, is_imbalanced, make_estimator
+from mlcanary.train.evaluate import FoldRun, fold_metrics, run_folds
+from mlcanary.train.preprocess import build_preprocessor
+from mlcanary.train.schema import check_time_column, infer_signature
+from mlcanary.train.spec import TrainSpec
+from mlcanary.train.splits import make_folds
+from mlcanary.train.target import prepare_target
+from mlcanary.train.tuning import tune
+
+Summary = dict[str, tuple[float, float]]
+
+
+@dataclass
+class TrainResult:
+    """Everything a model version holds, before it is registered."""
+
+    spec: TrainSpec
+    signature: Signature
+    pipeline: Any
+    plan: str
+    metrics: Summary
+    baseline: Summary
+    linear: Summary
+    per_fold: list[dict[str, float]]
+    threshold: metrics.Threshold | None
+    diagnosis: Diagnosis
+    importance: dict[str, float]
+    fingerprint: Fingerprint
+    profile: dict[str, Any]
+    reference: pd.DataFrame
+    y: np.ndarray
+    oof: np.ndarray
+    params: dict[str, Any]
+    balanced: bool
+
+    @property
+    def means(self) -> dict[str, float]:
+        """CV means keyed by scorer-style metric names."""
+        return {name: mean for name, (mean, _) in self.metrics.items()}
+
+
+def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> TrainResult:
+    """Read, validate, cross-validate, diagnose and fit the final model."""
+    steps = steps or Steps(None)
+    frame = read_table(spec.data)
+    print_ = steps.warn
+    if spec.time_column:
+        order = check_time_column(frame, spec.time_column).argsort(kind="stable").to_numpy()
+        frame = frame.iloc[order].reset_index(drop=True)
+    if spec.group_column and spec.group_column not in frame.columns:
+        raise_missing_column("--group-column", spec.group_column, frame)
+    target = prepare_target(frame, spec.target, spec.task, spec.folds, print_)
+    X, y, task = target.X, target.y, target.task
+    signature = infer_signature(X, spec.target, task, warn=print_)
+    groups = None
+    if spec.group_column:
+        groups = X[spec.group_column].astype(str).to_numpy()
+        for col in signature.columns:
+            if col.name == spec.group_column:
+                col.used, col.note = False, "group column: used to form folds, not as a feature"
+    classes = np.unique(y) if task == "classification" else None
+    signature.classes = [c.item() if isinstance(c, np.generic) else c for c in classes] if classes is not None else None
+    balanced = task == "classification" and is_imbalanced(y)
+    if balanced:
+        print_("imbalanced target: balanced class weights are used")
+    folds, plan = make_folds(
+        y, task, spec.folds, ordered_by_time=bool(spec.time_column), groups=groups, seed=spec.seed
+    )
+
+    def build(family: str, params: dict[str, Any] | None = None) -> Pipeline:
+        prep = build_preprocessor(
+            signature,
+            scale=NEEDS_SCALING.get(family, True),
+            max_onehot=settings.max_onehot_categories,
+            seed=spec.seed,
+        )
+        est = make_estimator(family, task, balanced=balanced, seed=spec.seed, params=params)
+        return Pipeline([("prep", prep), ("model", est)])
+
+    def factory_for(family: str, tuned: bool, advance: Any) -> Any:
+        def factory(X_part: pd.DataFrame, y_part: np.ndarray) -> Pipeline:
+            if not tuned:
+                return build(family)
+            params = tune(lambda p: build(family, p), family, X_part, y_part, task, classes,
+                          trials=spec.trials, seed=spec.seed, on_trial=advance)
+            pipe = build(family, params)
+            pipe.tuned_params_ = params
+            return pipe
+        return factory
+
+    used = signature.names()
+    with steps.running():
+        tuned = spec.trials > 0
+        with steps.stage(f"cross-validation: {spec.model}", spec.folds * (1 + spec.trials)) as advance:
+            main = run_folds(
+                spec.model, factory_for(spec.model, tuned, advance), X, y, folds, task, classes,
+                importance_columns=used, seed=spec.seed, on_fold=advance,
+            )
+        with steps.stage("baselines: majority/mean, linear", 2 * spec.folds) as advance:
+            baseline = run_folds("baseline", factory_for("baseline", False, None), X, y, folds, task, classes, on_fold=advance)
+            linear = main if spec.model == "logistic" and not tuned else run_folds(
+                "logistic", factory_for("logistic", False, None), X, y, folds, task, classes, on_fold=advance
+            )
+        with steps.stage("learning curve", len(FRACTIONS) * min(CURVE_FOLDS, len(folds))) as advance:
+            points = learning_curve(
+                factory_for(spec.model, False, None), X, y, folds, task, classes,
+                ordered_by_time=bool(spec.time_column), seed=spec.seed, on_step=advance,
+            )
+        threshold = None
+        if task == "classification" and len(classes) == 2:  # type: ignore[arg-type]
+            threshold = _threshold(main, y, classes, spec, print_)
+        per_fold = fold_metrics(main, y, folds, task, classes, threshold.value if threshold else None)
+        summaries = [metrics.summarise(per_fold)]
+        for other in (baseline, linear):
+            t = _threshold(other, y, classes, spec, None) if threshold else None
+            summaries.append(metrics.summarise(fold_metrics(other, y, folds, task, classes, t.value if t else None)))
+        primary = metrics.primary_metric(task)
+        points.append(full_point([len(tr) for tr, _ in folds], main.train_scores,
+                                 [f[primary] for f in per_fold]))
+        diagnosis = diagnose(points, summaries[1][primary][0], primary)
+        with steps.stage("final fit on all rows", 1 + spec.trials) as advance:
+            final = factory_for(spec.model, tuned, advance)(X, y)
+            final.fit(X, y)
+            advance()
+    params = getattr(final, "tuned_params_", {})
+    pipeline: Any = final
+    if threshold is not None:
+        pipeline = FixedThresholdClassifier(FrozenEstimator(final), threshold=threshold.value)
+        pipeline.fit(X, y)
+    importance = _importance_shares(main, signature)
+    held_out = main.has_prediction
+    scores = main.oof[held_out]
+    predicted = _labels(scores, classes, threshold)
+    profile, reference = build_profile(
+        X[held_out].reset_index(drop=True), y[held_out], scores, predicted, signature, importance,
+        max_rows=settings.reference_rows, seed=spec.seed,
+    )
+    return TrainResult(
+        spec=spec, signature=signature, pipeline=pipeline, plan=plan,
+        metrics=summaries[0], baseline=summaries[1], linear=summaries[2], per_fold=per_fold,
+        threshold=threshold, diagnosis=diagnosis, importance=importance,
+        fingerprint=fingerprint(spec.data, frame), profile=profile, reference=reference,
+        y=y, oof=main.oof, params=params, balanced=balanced,
+    )
+
+
+def raise_missing_column(flag: str, column: str, frame: pd.DataFrame) -> None:
+    from mlcanary.errors import InvalidInput
+
+    shown = ", ".join(repr(c) for c in frame.columns[:10])
+    raise InvalidInput(f"{flag} '{column}': no such column; expected one of [{shown}]")
+
+
+def _threshold(
+    run: FoldRun, y: np.ndarray, classes: Any, spec: TrainSpec, warn: Any
+) -> metrics.Threshold:
+    mask = run.has_prediction
+    positive = (y[mask] == classes[1]).astype(int)
+    return metrics.choose_threshold(
+        positive, run.oof[mask, 1],
+        min_precision=spec.min_precision, min_recall=spec.min_recall, warn=warn,
+    )
+
+
+def _labels(scores: np.ndarray, classes: Any, threshold: metrics.Threshold | None) -> np.ndarray:
+    if classes is None:
+        return scores
+    if threshold is not None:
+        return np.where(scores[:, 1] >= threshold.value, classes[1], classes[0])
+    return np.asarray(classes)[scores.argmax(axis=1)]
+
+
+def _importance_shares(run: FoldRun, signature: Signature) -> dict[str, float]:
+    """Mean permutation importance per column, clipped at 0 and normalised to sum to 1."""
+    raw = {c: max(0.0, float(np.mean(v))) for c, v in run.importance.items()}
+    total = sum(raw.values())
+    shares = {c: (v / total if total > 0 else 0.0) for c, v in raw.items()}
+    return {c.name: shares.get(c.name, 0.0) for c in signature.columns}

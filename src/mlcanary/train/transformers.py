@@ -1,0 +1,87 @@
+"""Small scikit-learn transformers the preprocessing pipeline needs and sklearn lacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+_TRUE = {"true": 1.0, "yes": 1.0, "1": 1.0, "false": 0.0, "no": 0.0, "0": 0.0}
+
+
+def _frame(X: Any) -> pd.DataFrame:
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+
+
+class ToFloat(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Numbers, booleans and their text forms as float64; anything else becomes NaN."""
+
+    def fit(self, X: Any, y: Any = None) -> ToFloat:
+        self.n_features_in_ = _frame(X).shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        frame = _frame(X)
+        out = np.empty(frame.shape, dtype=np.float64)
+        for j in range(frame.shape[1]):
+            col = frame.iloc[:, j]
+            if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+                out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                text = col.astype("string").str.strip().str.lower()
+                mapped = text.map(_TRUE).astype("Float64")
+                numbers = pd.to_numeric(text, errors="coerce").astype("Float64")
+                out[:, j] = mapped.fillna(numbers).to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(input_features, dtype=object)
+
+
+class AsText(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Categories as Python strings (so 1 and '1' are one category); missing stays NaN."""
+
+    def fit(self, X: Any, y: Any = None) -> AsText:
+        self.n_features_in_ = _frame(X).shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        frame = _frame(X)
+        out = frame.astype(object).to_numpy(copy=True)
+        missing = pd.isna(frame).to_numpy()
+        out = np.where(missing, np.nan, out.astype(str)).astype(object)
+        out[missing] = np.nan
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(input_features, dtype=object)
+
+
+class DatetimeParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Expand one datetime column into calendar parts (month, day of week, ...)."""
+
+    def __init__(self, parts: tuple[str, ...] = ("month", "dayofweek")) -> None:
+        self.parts = parts
+
+    def fit(self, X: Any, y: Any = None) -> DatetimeParts:
+        self.n_features_in_ = _frame(X).shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        frame = _frame(X)
+        blocks = []
+        for j in range(frame.shape[1]):
+            col = frame.iloc[:, j]
+            if not pd.api.types.is_datetime64_any_dtype(col):
+                col = pd.to_datetime(col, errors="coerce", format="mixed", utc=True)
+            blocks.extend(
+                getattr(col.dt, part).to_numpy(dtype=np.float64, na_value=np.nan)
+                for part in self.parts
+            )
+        return np.column_stack(blocks) if blocks else np.empty((len(frame), 0))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        names = list(input_features) if input_features is not None else ["x0"]
+        return np.asarray([f"{n}.{p}" for n in names for p in self.parts], dtype=object)

@@ -1,0 +1,20 @@
+"""The shared vocabulary: names every layer agrees on."""
+
+from typing import Literal
+
+Task = Literal["classification", "regression"]
+"""What the model predicts: a class or a number."""
+
+ModelFamily = Literal["lightgbm", "logistic", "random-forest"]
+"""The estimator at the end of the pipeline."""
+
+ColumnKind = Literal["numeric", "integer", "boolean", "categorical", "datetime"]
+"""How a raw input column is read and encoded."""
+
+V2Datatype = Literal["FP64", "INT64", "BOOL", "BYTES"]
+"""Open Inference Protocol tensor type a column travels as."""
+
+Alias = Literal["champion", "challenger"]
+
+MODEL_FAMILIES: tuple[ModelFamily, ...] = ("lightgbm", "logistic", "random-forest")
+TASKS: tuple[Task, ...] = ("classification", "regression")
