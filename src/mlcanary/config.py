@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -40,6 +41,10 @@ class Settings(BaseSettings):
 
     seed: int = 0
     """Seed for fold assignment, subsampling and model randomness."""
+
+    threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), ge=1)
+    """Threads a model may use. One core is left free by default: LightGBM's OpenMP
+    threads slow down 20-40x when another busy process competes for every core."""
 
     @classmethod
     def settings_customise_sources(

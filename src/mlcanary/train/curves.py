@@ -28,7 +28,8 @@ from mlcanary.types import Task
 
 FRACTIONS = (0.1, 0.25, 0.5)
 CURVE_FOLDS = 3
-MIN_ROWS = 30
+MIN_ROWS = 100
+"""Smaller training sets are skipped: LightGBM needs 2 x min_child_samples rows to split."""
 VARIANCE_GAP = 0.15
 BIAS_ERROR = 0.3
 
@@ -125,7 +126,7 @@ def diagnose(points: list[CurvePoint], baseline_score: float, metric: str) -> Di
         hint = "more data, stronger regularisation or a simpler model should help"
     elif train_error > BIAS_ERROR * e0:
         verdict = "high bias"
-        hint = "a more flexible model or better features should help"
+        hint = "a more flexible model or better features should help, unless the target is this noisy"
     else:
         verdict = "good fit"
         hint = "train and validation agree and both are well above the baseline"

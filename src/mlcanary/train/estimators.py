@@ -2,8 +2,10 @@
 
 LightGBM gets early stopping on an inner validation split (10% of the training
 rows): the best iteration found there, scaled up by 10% for the extra data, is
-refitted on all training rows. Imbalanced classification targets (minority
-share below ``IMBALANCE_SHARE``) get balanced class weights.
+refitted on all training rows. On imbalanced classification targets (minority
+share below ``IMBALANCE_SHARE``) LightGBM and the random forest get balanced class
+weights; LightGBM's probabilities are then corrected back to the real class prior.
+The linear comparator stays unweighted: it is a reference, not a contender.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_sample_weight
 
 from mlcanary.types import ModelFamily, Task
 
@@ -42,6 +45,7 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
         validation_fraction: float = 0.1,
         class_weight: str | None = None,
         random_state: int = 0,
+        n_jobs: int = 1,
     ) -> None:
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -54,6 +58,7 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
         self.validation_fraction = validation_fraction
         self.class_weight = class_weight
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     _lgbm_class: type[lgb.LGBMModel] = lgb.LGBMModel
     _stratify = False
@@ -70,6 +75,7 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
             reg_lambda=self.reg_lambda,
             class_weight=self.class_weight,
             random_state=self.random_state,
+            n_jobs=self.n_jobs,
             verbose=-1,
         )
 
@@ -86,8 +92,12 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
                     X, y, test_size=n_val, random_state=self.random_state
                 )
             probe = self._make(self.max_estimators)
+            # The validation rows get the same class weights as the training rows, or
+            # early stopping would judge a reweighted model on the unweighted loss.
+            weights = compute_sample_weight(self.class_weight, y_val) if self.class_weight else None
             probe.fit(
                 X_fit, y_fit, eval_X=(X_val,), eval_y=(y_val,),
+                eval_sample_weight=None if weights is None else [weights],
                 callbacks=[lgb.early_stopping(self.patience, verbose=False)],
             )
             best = probe.best_iteration_ or self.max_estimators
@@ -107,16 +117,29 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
 
 
 class EarlyStoppedLGBMClassifier(ClassifierMixin, _EarlyStoppedLGBM):
+    """With balanced class weights the trees learn as if classes were equally common;
+    ``predict_proba`` corrects for that prior shift (p_k proportional to p_w,k x prior_k),
+    so probabilities stay calibrated to the real class frequencies."""
+
     _lgbm_class = lgb.LGBMClassifier
     _stratify = True
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> EarlyStoppedLGBMClassifier:
         super().fit(X, y)
         self.classes_ = self.model_.classes_
+        _, counts = np.unique(y, return_counts=True)
+        self.prior_ = counts / counts.sum() if self.class_weight == "balanced" else None
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model_.predict_proba(X))
+        proba = np.asarray(self.model_.predict_proba(X))
+        if self.prior_ is None:
+            return proba
+        shifted = proba * self.prior_
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
 
 
 class EarlyStoppedLGBMRegressor(RegressorMixin, _EarlyStoppedLGBM):
@@ -135,6 +158,7 @@ def make_estimator(
     *,
     balanced: bool = False,
     seed: int = 0,
+    threads: int = 1,
     params: dict[str, Any] | None = None,
 ) -> Any:
     """Return an unfitted estimator of ``family`` for ``task`` (also ``baseline``/``linear``)."""
@@ -145,17 +169,19 @@ def make_estimator(
     if family in ("logistic", "linear"):
         if task == "regression":
             return Ridge(**params)
-        return LogisticRegression(max_iter=2000, class_weight=weight, **params)
+        return LogisticRegression(max_iter=2000, **params)
     if family == "lightgbm":
         if task == "regression":
-            return EarlyStoppedLGBMRegressor(random_state=seed, **params)
-        return EarlyStoppedLGBMClassifier(class_weight=weight, random_state=seed, **params)
+            return EarlyStoppedLGBMRegressor(random_state=seed, n_jobs=threads, **params)
+        return EarlyStoppedLGBMClassifier(
+            class_weight=weight, random_state=seed, n_jobs=threads, **params
+        )
     if family == "random-forest":
         if task == "regression":
-            return RandomForestRegressor(n_estimators=200, n_jobs=-1, random_state=seed, **params)
+            return RandomForestRegressor(n_estimators=200, n_jobs=threads, random_state=seed, **params)
         return RandomForestClassifier(
             n_estimators=200,
-            n_jobs=-1,
+            n_jobs=threads,
             random_state=seed,
             class_weight="balanced_subsample" if balanced else None,
             **params,

@@ -116,15 +116,16 @@ def fold_metrics(
     folds: list[Fold],
     task: Task,
     classes: np.ndarray | None,
-    threshold: float | None,
+    thresholds: list[float] | None,
 ) -> list[dict[str, float]]:
-    """Every task metric on each fold's test rows."""
+    """Every task metric on each fold's test rows (binary: at that fold's threshold)."""
     out = []
-    for _, test_idx in folds:
+    for k, (_, test_idx) in enumerate(folds):
         if task == "regression":
             out.append(metrics.regression_metrics(y[test_idx], run.oof[test_idx]))
         else:
             assert classes is not None
+            threshold = None if thresholds is None else thresholds[k]
             out.append(
                 metrics.classification_metrics(y[test_idx], run.oof[test_idx], classes, threshold)
             )

@@ -98,7 +98,9 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
             max_onehot=settings.max_onehot_categories,
             seed=spec.seed,
         )
-        est = make_estimator(family, task, balanced=balanced, seed=spec.seed, params=params)
+        est = make_estimator(
+            family, task, balanced=balanced, seed=spec.seed, threads=settings.threads, params=params
+        )
         return Pipeline([("prep", prep), ("model", est)])
 
     def factory_for(family: str, tuned: bool, advance: Any) -> Any:
@@ -131,13 +133,20 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
                 ordered_by_time=bool(spec.time_column), seed=spec.seed, on_step=advance,
             )
         threshold = None
-        if task == "classification" and len(classes) == 2:  # type: ignore[arg-type]
+        binary = task == "classification" and len(classes) == 2  # type: ignore[arg-type]
+        if binary:
             threshold = _threshold(main, y, classes, spec, print_)
-        per_fold = fold_metrics(main, y, folds, task, classes, threshold.value if threshold else None)
-        summaries = [metrics.summarise(per_fold)]
-        for other in (baseline, linear):
-            t = _threshold(other, y, classes, spec, None) if threshold else None
-            summaries.append(metrics.summarise(fold_metrics(other, y, folds, task, classes, t.value if t else None)))
+        per_fold = fold_metrics(main, y, folds, task, classes, _cross_fitted(main, y, classes, spec, folds) if binary else None)
+        # The majority baseline keeps its natural decision (always the majority class);
+        # the linear model gets thresholds chosen by the same rule as the model's.
+        summaries = [
+            metrics.summarise(per_fold),
+            metrics.summarise(fold_metrics(baseline, y, folds, task, classes, None)),
+            metrics.summarise(fold_metrics(
+                linear, y, folds, task, classes,
+                _cross_fitted(linear, y, classes, spec, folds) if binary else None,
+            )),
+        ]
         primary = metrics.primary_metric(task)
         points.append(full_point([len(tr) for tr, _ in folds], main.train_scores,
                                  [f[primary] for f in per_fold]))
@@ -176,14 +185,29 @@ def raise_missing_column(flag: str, column: str, frame: pd.DataFrame) -> None:
 
 
 def _threshold(
-    run: FoldRun, y: np.ndarray, classes: Any, spec: TrainSpec, warn: Any
+    run: FoldRun, y: np.ndarray, classes: Any, spec: TrainSpec, warn: Any,
+    rows: np.ndarray | None = None,
 ) -> metrics.Threshold:
-    mask = run.has_prediction
+    """The threshold rule applied to out-of-fold scores (of ``rows`` when given)."""
+    mask = run.has_prediction if rows is None else rows & run.has_prediction
     positive = (y[mask] == classes[1]).astype(int)
     return metrics.choose_threshold(
         positive, run.oof[mask, 1],
         min_precision=spec.min_precision, min_recall=spec.min_recall, warn=warn,
     )
+
+
+def _cross_fitted(
+    run: FoldRun, y: np.ndarray, classes: Any, spec: TrainSpec, folds: list[Any]
+) -> list[float]:
+    """Per fold, the threshold chosen on the other folds' scores, so that precision,
+    recall and F1 are measured on rows the choice never saw."""
+    out = []
+    for _, test_idx in folds:
+        others = np.ones(len(y), dtype=bool)
+        others[test_idx] = False
+        out.append(_threshold(run, y, classes, spec, None, others).value)
+    return out
 
 
 def _labels(scores: np.ndarray, classes: Any, threshold: metrics.Threshold | None) -> np.ndarray:

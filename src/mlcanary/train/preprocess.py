@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
@@ -40,8 +41,10 @@ def build_preprocessor(signature: Signature, *, scale: bool, max_onehot: int, se
         onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
         branches.append(("onehot", make_pipeline(AsText(), SimpleImputer(strategy="most_frequent"), onehot), low))
     if high:
-        target_type = "continuous" if signature.task == "regression" else "auto"
-        encoder = TargetEncoder(target_type=target_type, random_state=seed)
+        if signature.task == "regression":
+            encoder = TargetEncoder(target_type="continuous", cv=KFold(5, shuffle=True, random_state=seed))
+        else:
+            encoder = TargetEncoder(cv=StratifiedKFold(5, shuffle=True, random_state=seed))
         steps = [AsText(), SimpleImputer(strategy="most_frequent"), encoder]
         branches.append(("target", make_pipeline(*steps, *([StandardScaler()] if scale else [])), high))
     with_missing = [c.name for c in categorical if c.nullable]

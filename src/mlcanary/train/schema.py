@@ -12,7 +12,7 @@ from mlcanary.errors import InvalidInput
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind, Task
 
-DATETIME_PARTS = ("month", "dayofweek", "day", "hour", "minute")
+DATETIME_PARTS = ("month", "day_of_week", "day", "hour", "minute")
 """Calendar parts a datetime column is expanded into (those that vary in training).
 
 The absolute time (year, epoch) is left out on purpose: it only extrapolates.
@@ -38,10 +38,11 @@ def infer_signature(
     for name in frame.columns:
         if name == target:
             continue
-        spec = infer_column(frame[name])
-        if spec.note and warn is not None:
-            warn(f"column '{name}': {spec.note}")
-        columns.append(spec)
+        columns.append(infer_column(frame[name]))
+    if warn is not None:  # only once every column passed, so an error stands alone
+        for spec in columns:
+            if spec.note:
+                warn(f"column '{spec.name}': {spec.note}")
     if not any(c.used for c in columns):
         raise InvalidInput(
             "no usable feature columns: every column besides the target is constant or ID-like; "

@@ -22,7 +22,6 @@ class Target:
     X: pd.DataFrame
     y: np.ndarray
     task: Task
-    classes: list[object] | None
 
 
 def prepare_target(
@@ -60,23 +59,23 @@ def prepare_target(
                 f"--target '{column}': regression needs numbers, got values like {bad}; "
                 "use --task classification for labels"
             )
-        return Target(X, y.to_numpy(dtype=float), task, None)
+        return Target(X, y.to_numpy(dtype=float), task)
     counts = y_raw.value_counts()
     if len(counts) < 2:
         raise InvalidInput(
-            f"--target '{column}': has one class ({counts.index[0]!r} in all {len(y_raw)} rows); "
+            f"--target '{column}': has one class ({_plain(counts.index[0])!r} in all {len(y_raw)} rows); "
             "expected at least 2 classes for classification"
         )
     rare = counts[counts < folds]
     if not rare.empty:
         raise InvalidInput(
-            f"--target '{column}': class {rare.index[0]!r} has {int(rare.iloc[0])} rows; "
+            f"--target '{column}': class {_plain(rare.index[0])!r} has {int(rare.iloc[0])} rows; "
             f"expected at least {folds} per class for {folds}-fold cross-validation "
             "(use fewer --folds or merge rare classes)"
         )
-    classes = sorted(counts.index.tolist(), key=_sort_key)
-    y = y_raw.to_numpy()
-    return Target(X, y, task, [_plain(c) for c in classes])
+    if y_raw.dtype == object and y_raw.map(type).nunique() > 1:
+        y_raw = y_raw.astype(str)  # labels of mixed types ("1" and 1) compare as text
+    return Target(X, y_raw.to_numpy(), task)
 
 
 def _infer_task(y: pd.Series) -> Task:
@@ -86,10 +85,6 @@ def _infer_task(y: pd.Series) -> Task:
     if np.all(np.mod(values, 1) == 0) and len(np.unique(values)) <= MAX_CLASSES_FOR_NUMBERS:
         return "classification"
     return "regression"
-
-
-def _sort_key(value: object) -> tuple[str, object]:
-    return (type(value).__name__, value)
 
 
 def _plain(value: object) -> object:

@@ -49,9 +49,8 @@ class AsText(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform(self, X: Any) -> np.ndarray:
         frame = _frame(X)
-        out = frame.astype(object).to_numpy(copy=True)
         missing = pd.isna(frame).to_numpy()
-        out = np.where(missing, np.nan, out.astype(str)).astype(object)
+        out = frame.to_numpy(dtype=object).astype(str).astype(object)
         out[missing] = np.nan
         return out
 
@@ -62,7 +61,7 @@ class AsText(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 class DatetimeParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Expand one datetime column into calendar parts (month, day of week, ...)."""
 
-    def __init__(self, parts: tuple[str, ...] = ("month", "dayofweek")) -> None:
+    def __init__(self, parts: tuple[str, ...] = ("month", "day_of_week")) -> None:
         self.parts = parts
 
     def fit(self, X: Any, y: Any = None) -> DatetimeParts:

@@ -1,0 +1,186 @@
+"""The ``mlcanary`` command line. Heavy imports happen inside commands, so errors are fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlcanary.errors import MlcanaryError
+
+app = typer.Typer(
+    name="mlcanary",
+    help="Train, version, serve and watch tabular models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_USAGE = 2
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="CSV, TSV or Parquet file with one row per example."),
+    target: str = typer.Option(..., "--target", help="Column to predict."),
+    name: str | None = typer.Option(None, help="Registry name (default: the file's stem)."),
+    task: str | None = typer.Option(None, help="classification or regression (default: inferred)."),
+    time_column: str | None = typer.Option(None, help="Order rows by this time; forward-chaining folds."),
+    group_column: str | None = typer.Option(None, help="Keep each group in one fold (group k-fold)."),
+    model: str = typer.Option("lightgbm", help="lightgbm, logistic or random-forest."),
+    folds: int = typer.Option(5, help="Cross-validation folds."),
+    trials: int = typer.Option(0, help="Optuna trials per fold (nested search); 0 = defaults."),
+    min_precision: float | None = typer.Option(None, help="Threshold: best recall at this precision."),
+    min_recall: float | None = typer.Option(None, help="Threshold: best precision at this recall."),
+    promote: bool = typer.Option(False, "--promote", help="Make the new version the champion."),
+) -> None:
+    """Cross-validate a model on DATA, register it in the MLflow registry, write its report."""
+    from mlcanary.config import Settings
+    from mlcanary.progress import Steps
+    from mlcanary.train.spec import TrainSpec
+
+    settings = Settings()
+    spec = TrainSpec.parse(
+        data=data, target=target, name=name, task=task, time_column=time_column,
+        group_column=group_column, model=model, folds=folds, trials=trials,
+        min_precision=min_precision, min_recall=min_recall, promote=promote, seed=settings.seed,
+    )
+    from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.train.fit import train as fit
+    from mlcanary.train.publish import publish
+    from mlcanary.train.report import render_report
+
+    result = fit(spec, settings, Steps(err))
+    html = render_report(result, title=spec.model_name)
+    registry = ModelRegistry(settings)
+    version = publish(result, registry, html)
+    report = settings.reports_dir / f"{spec.model_name}-v{version.version}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(html, encoding="utf-8")
+    out.print(_metrics_table(result))
+    out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
+    if result.threshold is not None:
+        t = result.threshold
+        out.print(f"threshold {t.value:.4f} ({t.rule}): precision {t.precision:.3f}, recall {t.recall:.3f}")
+    aliases = ", ".join(version.aliases) or "no alias"
+    out.print(f"registered [bold]{version.name}[/] version {version.version} ({aliases})")
+    out.print(f"report: {report}")
+
+
+@app.command()
+def models(
+    name: str | None = typer.Argument(None, help="Show one model's versions (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """List registered models and their versions with aliases, metrics and dates."""
+    from mlcanary.config import Settings
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    listing = {}
+    empty = settings.tracking_uri is None and not (settings.home / "mlflow.db").exists()
+    if empty and name is not None:
+        raise MlcanaryError(f"model '{name}': not in the registry; registered: none")
+    if not empty:
+        registry = ModelRegistry(settings)
+        listing = {n: registry.versions(n) for n in ([name] if name else registry.names())}
+    if as_json:
+        docs = [{"name": n, "versions": [v.as_dict() for v in vs]} for n, vs in listing.items()]
+        out.print_json(json.dumps(docs[0] if name else {"models": docs}))
+        return
+    if not listing:
+        out.print(f"no models registered yet in {settings.registry_uri}")
+        return
+    for n, versions in listing.items():
+        out.print(_versions_table(n, versions))
+
+
+@app.command()
+def demo() -> None:
+    """Tell the end-to-end story on generated data."""
+    from mlcanary.config import Settings
+    from mlcanary.demo import run_demo
+
+    run_demo(Settings(), out, err)
+
+
+def _metrics_table(result: Any) -> Table:
+    from mlcanary.train.metrics import LOWER_IS_BETTER
+
+    table = Table(title=f"{result.spec.model_name}: {result.plan} cross-validation")
+    for column in ("metric", f"{result.spec.model} (mean ± std)", "linear", "baseline"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric, (mean, std) in result.metrics.items():
+        arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+        table.add_row(
+            f"{metric} {arrow}", f"{mean:.4f} ± {std:.4f}",
+            f"{result.linear[metric][0]:.4f}", f"{result.baseline[metric][0]:.4f}",
+        )
+    return table
+
+
+def _versions_table(name: str, versions: list[Any]) -> Table:
+    keys = sorted({k for v in versions for k in v.metrics}, key=_metric_order)
+    table = Table(title=name)
+    for column in ("version", "aliases", "created", "model", *keys):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(
+            str(v.version), ", ".join(sorted(v.aliases)), v.created.strftime("%Y-%m-%d %H:%M"),
+            v.tags.get("mlcanary.model", ""), *(f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in keys),
+        )
+    return table
+
+
+_ORDER = ("roc_auc", "average_precision", "log_loss", "accuracy", "precision", "recall", "f1", "rmse", "mae", "r2")
+
+
+def _metric_order(name: str) -> int:
+    return _ORDER.index(name) if name in _ORDER else len(_ORDER)
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow configures its own logger when imported; these keep its chatter out of
+    # the CLI's output and stop it from phoning home.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        app(standalone_mode=False)
+    except MlcanaryError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        # Typer ships its own copy of click, so its usage errors are recognised by shape.
+        kind = type(exc).__name__
+        if kind == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        if kind == "Abort":
+            err.print("aborted")
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            err.print(f"error: {exc.format_message()}", soft_wrap=True, markup=False)
+            sys.exit(int(exc.exit_code))
+        if os.environ.get("MLCANARY_DEBUG"):
+            raise
+        err.print(
+            f"error: internal error ({kind}: {exc}); set MLCANARY_DEBUG=1 for the traceback",
+            soft_wrap=True, markup=False,
+        )
+        sys.exit(1)

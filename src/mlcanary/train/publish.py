@@ -1,0 +1,87 @@
+"""Turn a ``TrainResult`` into a registered model version (bundle files, metrics, tags)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from mlcanary.registry.versions import ModelRegistry, VersionInfo
+from mlcanary.train.fit import TrainResult
+
+BUNDLE_FILES = ("signature.json", "profile.json", "reference.parquet", "metrics.json", "report.html", "spec.json")
+
+
+def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> VersionInfo:
+    """Register ``result`` under its spec's model name; alias per the spec's ``promote``."""
+    spec = result.spec
+    reference = io.BytesIO()
+    result.reference.to_parquet(reference, index=False)
+    files: dict[str, bytes | str] = {
+        "signature.json": _json(result.signature.as_dict()),
+        "profile.json": _json(result.profile),
+        "reference.parquet": reference.getvalue(),
+        "metrics.json": _json(metrics_document(result)),
+        "report.html": report_html,
+        "spec.json": spec.model_dump_json(indent=2),
+    }
+    flat: dict[str, float] = {}
+    for prefix, summary in (("", result.metrics), ("baseline_", result.baseline), ("linear_", result.linear)):
+        for name, (mean, std) in summary.items():
+            flat[f"{prefix}{name}"] = mean
+            if not prefix:
+                flat[f"{name}_std"] = std
+    if result.threshold is not None:
+        flat["threshold"] = result.threshold.value
+    params = {
+        "model": spec.model, "task": result.signature.task, "folds": spec.folds,
+        "trials": spec.trials, "cv_plan": result.plan, "target": spec.target,
+        "data": str(spec.data), "data_sha256": result.fingerprint.sha256,
+        "rows": result.fingerprint.rows, "columns": result.fingerprint.columns,
+        **{f"tuned_{k}": v for k, v in result.params.items()},
+    }
+    tags = {
+        "mlcanary.task": result.signature.task,
+        "mlcanary.model": spec.model,
+        "mlcanary.verdict": result.diagnosis.verdict,
+        "mlcanary.data_sha256": result.fingerprint.sha256,
+    }
+    example = result.reference[[c.name for c in result.signature.columns]].head(5)
+    return registry.register(
+        spec.model_name, result.pipeline, files=files, metrics=flat, params=params,
+        tags=tags, input_example=example, promote=spec.promote,
+    )
+
+
+def metrics_document(result: TrainResult) -> dict[str, Any]:
+    """Everything numeric about the evaluation, for people and later stages."""
+    def table(summary: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+        return {k: {"mean": m, "std": s} for k, (m, s) in summary.items()}
+
+    return {
+        "cv_plan": result.plan,
+        "model": table(result.metrics),
+        "baseline": table(result.baseline),
+        "linear": table(result.linear),
+        "per_fold": result.per_fold,
+        "threshold": None if result.threshold is None else vars(result.threshold),
+        "diagnosis": result.diagnosis.as_dict(),
+        "importance": result.importance,
+        "fingerprint": result.fingerprint.as_dict(),
+        "class_weights": "balanced" if result.balanced else None,
+        "params": result.params,
+    }
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=_plain, allow_nan=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

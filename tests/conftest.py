@@ -1,0 +1,74 @@
+"""Fixtures shared across the suite: an isolated MLCANARY_HOME and a CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MLCANARY_HOME; MLFLOW_TRACKING_URI unset so the SQLite default is used."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("MLCANARY_HOME", str(path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    return path
+
+
+def cli_runner(home: Path) -> Callable[..., Result]:
+    """Run ``mlcanary ARGS`` in a real subprocess against ``home``."""
+
+    def run(*args: str, timeout: float = 300) -> Result:
+        env = {**os.environ, "MLCANARY_HOME": str(home), "COLUMNS": "200"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlcanary", *args],
+            capture_output=True, text=True, timeout=timeout, env=env,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def cli(home: Path) -> Callable[..., Result]:
+    return cli_runner(home)
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def registry_state(home: Path) -> tuple[str, tuple[str, ...]]:
+    """A snapshot of everything the registry has written: DB bytes and artifact files."""
+    db = home / "mlflow.db"
+    digest = hashlib.sha256(db.read_bytes()).hexdigest() if db.exists() else "absent"
+    artifacts = home / "artifacts"
+    files = tuple(sorted(str(p.relative_to(home)) for p in artifacts.rglob("*"))) if artifacts.exists() else ()
+    return digest, files
+
+
+def shared_csv(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"../shared/data/{name} is not present (shared data sets are optional)")
+    return path
