@@ -41,7 +41,10 @@ def cli_runner(home: Path) -> Callable[..., Result]:
         env.pop("MLFLOW_TRACKING_URI", None)
         proc = subprocess.run(
             [sys.executable, "-m", "mlcanary", *args],
-            capture_output=True, text=True, timeout=timeout, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -63,7 +66,11 @@ def registry_state(home: Path) -> tuple[str, tuple[str, ...]]:
     db = home / "mlflow.db"
     digest = hashlib.sha256(db.read_bytes()).hexdigest() if db.exists() else "absent"
     artifacts = home / "artifacts"
-    files = tuple(sorted(str(p.relative_to(home)) for p in artifacts.rglob("*"))) if artifacts.exists() else ()
+    files = (
+        tuple(sorted(str(p.relative_to(home)) for p in artifacts.rglob("*")))
+        if artifacts.exists()
+        else ()
+    )
     return digest, files
 
 

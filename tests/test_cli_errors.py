@@ -17,12 +17,14 @@ def good_frame() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 120
     x = rng.normal(size=n)
-    return pd.DataFrame({
-        "x": x,
-        "colour": rng.choice(["red", "blue"], n),
-        "day": pd.date_range("2024-01-01", periods=n).strftime("%Y-%m-%d"),
-        "y": (x + rng.normal(size=n) > 0).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "x": x,
+            "colour": rng.choice(["red", "blue"], n),
+            "day": pd.date_range("2024-01-01", periods=n).strftime("%Y-%m-%d"),
+            "y": (x + rng.normal(size=n) > 0).astype(int),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,9 @@ def bad_table(tmp_path: Path, good: pd.DataFrame, case: str) -> tuple[Path, list
 
 
 CASES = {
-    "unknown_target": "--target 'label': no such column; expected one of ['x', 'colour', 'day', 'y']",
+    "unknown_target": (
+        "--target 'label': no such column; expected one of ['x', 'colour', 'day', 'y']"
+    ),
     "one_class": "--target 'y': has one class (1 in all 120 rows); expected at least 2 classes",
     "empty_file": "is empty (0 bytes); expected a header and rows",
     "header_only": "has a header but no rows",
@@ -120,7 +124,11 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_exit_2_and_leaves_registry_alone(
-    case: str, trained_home: Path, cli: Callable[..., Result], tmp_path: Path, good_frame: pd.DataFrame
+    case: str,
+    trained_home: Path,
+    cli: Callable[..., Result],
+    tmp_path: Path,
+    good_frame: pd.DataFrame,
 ) -> None:
     before = registry_state(trained_home)
     path, opts = bad_table(tmp_path, good_frame, case)
@@ -133,7 +141,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_registry_alone(
     assert registry_state(trained_home) == before
 
 
-def test_unknown_model_name_in_models_listing(trained_home: Path, cli: Callable[..., Result]) -> None:
+def test_unknown_model_name_in_models_listing(
+    trained_home: Path, cli: Callable[..., Result]
+) -> None:
     result = cli("models", "nope")
     assert result.code == 2
     assert result.stderr.strip() == "error: model 'nope': not in the registry; registered: m"

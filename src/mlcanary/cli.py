@@ -34,12 +34,18 @@ def train(
     target: str = typer.Option(..., "--target", help="Column to predict."),
     name: str | None = typer.Option(None, help="Registry name (default: the file's stem)."),
     task: str | None = typer.Option(None, help="classification or regression (default: inferred)."),
-    time_column: str | None = typer.Option(None, help="Order rows by this time; forward-chaining folds."),
-    group_column: str | None = typer.Option(None, help="Keep each group in one fold (group k-fold)."),
+    time_column: str | None = typer.Option(
+        None, help="Order rows by this time; forward-chaining folds."
+    ),
+    group_column: str | None = typer.Option(
+        None, help="Keep each group in one fold (group k-fold)."
+    ),
     model: str = typer.Option("lightgbm", help="lightgbm, logistic or random-forest."),
     folds: int = typer.Option(5, help="Cross-validation folds."),
     trials: int = typer.Option(0, help="Optuna trials per fold (nested search); 0 = defaults."),
-    min_precision: float | None = typer.Option(None, help="Threshold: best recall at this precision."),
+    min_precision: float | None = typer.Option(
+        None, help="Threshold: best recall at this precision."
+    ),
     min_recall: float | None = typer.Option(None, help="Threshold: best precision at this recall."),
     promote: bool = typer.Option(False, "--promote", help="Make the new version the champion."),
 ) -> None:
@@ -50,9 +56,19 @@ def train(
 
     settings = Settings()
     spec = TrainSpec.parse(
-        data=data, target=target, name=name, task=task, time_column=time_column,
-        group_column=group_column, model=model, folds=folds, trials=trials,
-        min_precision=min_precision, min_recall=min_recall, promote=promote, seed=settings.seed,
+        data=data,
+        target=target,
+        name=name,
+        task=task,
+        time_column=time_column,
+        group_column=group_column,
+        model=model,
+        folds=folds,
+        trials=trials,
+        min_precision=min_precision,
+        min_recall=min_recall,
+        promote=promote,
+        seed=settings.seed,
     )
     from mlcanary.registry.versions import ModelRegistry
     from mlcanary.train.fit import train as fit
@@ -70,7 +86,10 @@ def train(
     out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
     if result.threshold is not None:
         t = result.threshold
-        out.print(f"threshold {t.value:.4f} ({t.rule}): precision {t.precision:.3f}, recall {t.recall:.3f}")
+        out.print(
+            f"threshold {t.value:.4f} ({t.rule}): "
+            f"precision {t.precision:.3f}, recall {t.recall:.3f}"
+        )
     aliases = ", ".join(version.aliases) or "no alias"
     out.print(f"registered [bold]{version.name}[/] version {version.version} ({aliases})")
     out.print(f"report: {report}")
@@ -122,8 +141,10 @@ def _metrics_table(result: Any) -> Table:
     for metric, (mean, std) in result.metrics.items():
         arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
         table.add_row(
-            f"{metric} {arrow}", f"{mean:.4f} ± {std:.4f}",
-            f"{result.linear[metric][0]:.4f}", f"{result.baseline[metric][0]:.4f}",
+            f"{metric} {arrow}",
+            f"{mean:.4f} ± {std:.4f}",
+            f"{result.linear[metric][0]:.4f}",
+            f"{result.baseline[metric][0]:.4f}",
         )
     return table
 
@@ -135,13 +156,27 @@ def _versions_table(name: str, versions: list[Any]) -> Table:
         table.add_column(column)
     for v in versions:
         table.add_row(
-            str(v.version), ", ".join(sorted(v.aliases)), v.created.strftime("%Y-%m-%d %H:%M"),
-            v.tags.get("mlcanary.model", ""), *(f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in keys),
+            str(v.version),
+            ", ".join(sorted(v.aliases)),
+            v.created.strftime("%Y-%m-%d %H:%M"),
+            v.tags.get("mlcanary.model", ""),
+            *(f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in keys),
         )
     return table
 
 
-_ORDER = ("roc_auc", "average_precision", "log_loss", "accuracy", "precision", "recall", "f1", "rmse", "mae", "r2")
+_ORDER = (
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "rmse",
+    "mae",
+    "r2",
+)
 
 
 def _metric_order(name: str) -> int:
@@ -181,6 +216,7 @@ def main() -> None:
             raise
         err.print(
             f"error: internal error ({kind}: {exc}); set MLCANARY_DEBUG=1 for the traceback",
-            soft_wrap=True, markup=False,
+            soft_wrap=True,
+            markup=False,
         )
         sys.exit(1)

@@ -19,7 +19,10 @@ DEMO_NAME = "churn"
 
 
 def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
-    """A synthetic telecom-churn table; the label follows a fixed formula with thresholds and an interaction."""
+    """A synthetic telecom-churn table.
+
+    The label follows a fixed formula with thresholds and an interaction.
+    """
     rng = np.random.default_rng(seed)
     plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
     city = rng.choice([f"city-{i:02d}" for i in range(40)], rows)
@@ -32,26 +35,34 @@ def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
     city_effect = 0.9 * np.sin(np.arange(40) * 1.7)[np.array([int(c[-2:]) for c in city])]
     # Thresholds and an interaction: a linear model can only approximate these.
     logit = (
-        -2.2 + 1.6 * (tenure < 6) - 0.015 * tenure
-        + 0.06 * np.maximum(charges - 70, 0) + 1.1 * (calls >= 3)
-        - 0.8 * autopay + 1.2 * ((plan == "premium") & ~autopay)
-        + city_effect - 0.2 * np.log(usage) + 0.5 * signup.month.isin([11, 12])
+        -2.2
+        + 1.6 * (tenure < 6)
+        - 0.015 * tenure
+        + 0.06 * np.maximum(charges - 70, 0)
+        + 1.1 * (calls >= 3)
+        - 0.8 * autopay
+        + 1.2 * ((plan == "premium") & ~autopay)
+        + city_effect
+        - 0.2 * np.log(usage)
+        + 0.5 * signup.month.isin([11, 12])
     )
     churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
     usage[rng.random(rows) < 0.05] = np.nan
-    return pd.DataFrame({
-        "customer_id": [f"C{100000 + i}" for i in range(rows)],
-        "signup_date": signup.strftime("%Y-%m-%d"),
-        "plan": plan,
-        "city": city,
-        "tenure_months": tenure,
-        "monthly_charges": charges.round(2),
-        "support_calls": calls,
-        "autopay": np.where(autopay, "yes", "no"),
-        "data_usage_gb": usage.round(2),
-        "country": "NL",
-        "churned": churned.astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{100000 + i}" for i in range(rows)],
+            "signup_date": signup.strftime("%Y-%m-%d"),
+            "plan": plan,
+            "city": city,
+            "tenure_months": tenure,
+            "monthly_charges": charges.round(2),
+            "support_calls": calls,
+            "autopay": np.where(autopay, "yes", "no"),
+            "data_usage_gb": usage.round(2),
+            "country": "NL",
+            "churned": churned.astype(int),
+        }
+    )
 
 
 def run_demo(settings: Settings, out: Console, err: Console) -> None:
@@ -90,7 +101,8 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     out.print(Rule("3. registry"))
     aliases = ", ".join(version.aliases)
     out.print(
-        f"registered [bold]{DEMO_NAME}[/] version {version.version} ({aliases}) in {settings.registry_uri}\n"
+        f"registered [bold]{DEMO_NAME}[/] version {version.version} ({aliases}) "
+        f"in {settings.registry_uri}\n"
         f"load it with mlflow.sklearn.load_model('models:/{DEMO_NAME}@champion')\n"
         f"list versions with: mlcanary models {DEMO_NAME}\n"
         f"report: {report}"

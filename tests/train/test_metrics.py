@@ -74,6 +74,8 @@ def test_multiclass_metrics_are_macro_averages() -> None:
     proba[np.arange(300), y] += 0.5
     proba /= proba.sum(axis=1, keepdims=True)
     m = classification_metrics(y, proba, np.array([0, 1, 2]), None)
-    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    assert m["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    )
     assert m["f1"] == pytest.approx(skm.f1_score(y, proba.argmax(1), average="macro"))
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba))

@@ -23,15 +23,28 @@ from mlcanary.train.spec import TrainSpec
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 CLASSIFICATION_CHARTS = [
-    "ROC curve", "Precision-recall curve", "Confusion matrix", "Calibration",
-    "Learning curve", "Feature importance",
+    "ROC curve",
+    "Precision-recall curve",
+    "Confusion matrix",
+    "Calibration",
+    "Learning curve",
+    "Feature importance",
 ]
 REGRESSION_CHARTS = [
-    "Predicted vs actual", "Residuals", "Learning curve", "Feature importance",
+    "Predicted vs actual",
+    "Residuals",
+    "Learning curve",
+    "Feature importance",
 ]
 EXPECTED = {
     "binary": CLASSIFICATION_CHARTS,

@@ -12,18 +12,20 @@ from mlcanary.train.schema import check_time_column, infer_column, infer_signatu
 
 def frame(n: int = 200) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "row_id": np.arange(1000, 1000 + n),
-        "user_key": [f"u{i:05d}" for i in range(n)],
-        "amount": rng.normal(size=n),
-        "count": rng.integers(0, 5, n),
-        "flag": rng.choice([True, False], n),
-        "yes_no": rng.choice(["yes", "no"], n),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "when": pd.date_range("2024-01-01", periods=n, freq="7h").strftime("%Y-%m-%d %H:%M"),
-        "const": "x",
-        "y": rng.integers(0, 2, n),
-    })
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(1000, 1000 + n),
+            "user_key": [f"u{i:05d}" for i in range(n)],
+            "amount": rng.normal(size=n),
+            "count": rng.integers(0, 5, n),
+            "flag": rng.choice([True, False], n),
+            "yes_no": rng.choice(["yes", "no"], n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "when": pd.date_range("2024-01-01", periods=n, freq="7h").strftime("%Y-%m-%d %H:%M"),
+            "const": "x",
+            "y": rng.integers(0, 2, n),
+        }
+    )
 
 
 def test_each_kind_is_recognised() -> None:
@@ -66,7 +68,9 @@ def test_all_missing_column_is_an_error() -> None:
 
 def test_mixed_numbers_and_text_is_an_error_naming_examples() -> None:
     values = pd.Series(["1", "2.5", "3", "unknown"] * 10, name="age")
-    with pytest.raises(InvalidInput, match=r"column 'age': mixes numbers \(75% of values\).*'unknown'"):
+    with pytest.raises(
+        InvalidInput, match=r"column 'age': mixes numbers \(75% of values\).*'unknown'"
+    ):
         infer_column(values)
 
 

@@ -76,7 +76,7 @@ def column_profile(series: pd.Series, spec: ColumnSpec) -> dict[str, Any]:
             out.update(min=stamps.min().isoformat(), max=stamps.max().isoformat())
     elif len(values):
         frequencies = values.astype(str).value_counts(normalize=True)
-        out["n_categories"] = int(len(frequencies))
+        out["n_categories"] = len(frequencies)
         top = frequencies.head(TOP_CATEGORIES)
         out["frequencies"] = {str(k): float(v) for k, v in top.items()}
         out["other_share"] = float(1.0 - top.sum())
@@ -91,7 +91,7 @@ def as_numbers(values: pd.Series) -> np.ndarray:
         text = values.astype(str).str.strip().str.lower()
         text = text.replace({"true": "1", "yes": "1", "false": "0", "no": "0"})
         numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-    return numbers[~np.isnan(numbers)]
+    return np.asarray(numbers[~np.isnan(numbers)])
 
 
 def prediction_profile(
@@ -103,7 +103,9 @@ def prediction_profile(
     classes = signature.classes or []
     labels, counts = np.unique(predicted.astype(str), return_counts=True)
     out: dict[str, Any] = {
-        "label_frequencies": {str(k): float(c / counts.sum()) for k, c in zip(labels, counts, strict=True)},
+        "label_frequencies": {
+            str(k): float(c / counts.sum()) for k, c in zip(labels, counts, strict=True)
+        },
         "mean_scores": {str(c): float(scores[:, k].mean()) for k, c in enumerate(classes)},
     }
     if len(classes) == 2:

@@ -170,7 +170,9 @@ class ModelRegistry:
 
         mv = self._model_version(name, ref)
         where = dst or Path(tempfile.mkdtemp(prefix=f"mlcanary-{name}-v{mv.version}-"))
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(where)))
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(where))
+        )
 
     def load(self, name: str, ref: int | str = "champion") -> Any:
         """The fitted pipeline of a version, through MLflow's scikit-learn loader."""
@@ -256,8 +258,18 @@ class ModelRegistry:
 
 
 _SCORER_NAMES = frozenset(
-    {"roc_auc", "average_precision", "log_loss", "accuracy", "f1", "precision", "recall",
-     "rmse", "mae", "r2"}
+    {
+        "roc_auc",
+        "average_precision",
+        "log_loss",
+        "accuracy",
+        "f1",
+        "precision",
+        "recall",
+        "rmse",
+        "mae",
+        "r2",
+    }
 )
 
 

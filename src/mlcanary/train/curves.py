@@ -88,8 +88,12 @@ def learning_curve(
                 continue
             model = factory(X.iloc[subset], y[subset])
             model.fit(X.iloc[subset], y[subset])
-            train_scores.append(score(task, y[subset], predict_scores(model, X.iloc[subset], task), classes))
-            val_scores.append(score(task, y[test_idx], predict_scores(model, X.iloc[test_idx], task), classes))
+            train_scores.append(
+                score(task, y[subset], predict_scores(model, X.iloc[subset], task), classes)
+            )
+            val_scores.append(
+                score(task, y[test_idx], predict_scores(model, X.iloc[test_idx], task), classes)
+            )
             sizes.append(n)
             if on_step is not None:
                 on_step()
@@ -98,7 +102,9 @@ def learning_curve(
     return points
 
 
-def full_point(train_rows: list[int], train_scores: list[float], val_scores: list[float]) -> CurvePoint:
+def full_point(
+    train_rows: list[int], train_scores: list[float], val_scores: list[float]
+) -> CurvePoint:
     """The curve's last point: the cross-validation run itself."""
     return _point(train_rows, train_scores, val_scores)
 
@@ -113,9 +119,7 @@ def diagnose(points: list[CurvePoint], baseline_score: float, metric: str) -> Di
     if len(points) >= 2:
         rise = last.validation - points[-2].validation
         more = "still rising" if rise > 0.005 else "flat"
-        trend = (
-            f"; validation {more} ({rise:+.3f} from {points[-2].rows:,} to {last.rows:,} rows)"
-        )
+        trend = f"; validation {more} ({rise:+.3f} from {points[-2].rows:,} to {last.rows:,} rows)"
     numbers = (
         f"train {metric} {last.train:.3f} vs validation {last.validation:.3f} "
         f"(gap {gap:.3f} = {gap / e0:.0%} of the baseline error {e0:.3f}; "
@@ -126,7 +130,9 @@ def diagnose(points: list[CurvePoint], baseline_score: float, metric: str) -> Di
         hint = "more data, stronger regularisation or a simpler model should help"
     elif train_error > BIAS_ERROR * e0:
         verdict = "high bias"
-        hint = "a more flexible model or better features should help, unless the target is this noisy"
+        hint = (
+            "a more flexible model or better features should help, unless the target is this noisy"
+        )
     else:
         verdict = "good fit"
         hint = "train and validation agree and both are well above the baseline"

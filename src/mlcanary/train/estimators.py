@@ -29,7 +29,7 @@ IMBALANCE_SHARE = 0.2
 NEEDS_SCALING: dict[str, bool] = {"lightgbm": False, "random-forest": False, "logistic": True}
 
 
-class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
+class _EarlyStoppedLGBM(BaseEstimator):
     """LightGBM whose number of trees is chosen by early stopping on an inner split."""
 
     def __init__(
@@ -96,12 +96,15 @@ class _EarlyStoppedLGBM(BaseEstimator):  # type: ignore[misc]
             # early stopping would judge a reweighted model on the unweighted loss.
             weights = compute_sample_weight(self.class_weight, y_val) if self.class_weight else None
             probe.fit(
-                X_fit, y_fit, eval_X=(X_val,), eval_y=(y_val,),
+                X_fit,
+                y_fit,
+                eval_X=(X_val,),
+                eval_y=(y_val,),
                 eval_sample_weight=None if weights is None else [weights],
                 callbacks=[lgb.early_stopping(self.patience, verbose=False)],
             )
             best = probe.best_iteration_ or self.max_estimators
-            self.n_estimators_ = max(1, int(round(best * (1 + self.validation_fraction))))
+            self.n_estimators_ = max(1, round(best * (1 + self.validation_fraction)))
         else:
             self.n_estimators_ = 100
         self.model_ = self._make(self.n_estimators_).fit(X, y)
@@ -125,9 +128,9 @@ class EarlyStoppedLGBMClassifier(ClassifierMixin, _EarlyStoppedLGBM):
     _stratify = True
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> EarlyStoppedLGBMClassifier:
-        super().fit(X, y)
-        self.classes_ = self.model_.classes_
-        _, counts = np.unique(y, return_counts=True)
+        # Codes, not labels: LightGBM encodes training labels but not evaluation ones.
+        self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        super().fit(X, codes)
         self.prior_ = counts / counts.sum() if self.class_weight == "balanced" else None
         return self
 
@@ -136,7 +139,7 @@ class EarlyStoppedLGBMClassifier(ClassifierMixin, _EarlyStoppedLGBM):
         if self.prior_ is None:
             return proba
         shifted = proba * self.prior_
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
@@ -178,7 +181,9 @@ def make_estimator(
         )
     if family == "random-forest":
         if task == "regression":
-            return RandomForestRegressor(n_estimators=200, n_jobs=threads, random_state=seed, **params)
+            return RandomForestRegressor(
+                n_estimators=200, n_jobs=threads, random_state=seed, **params
+            )
         return RandomForestClassifier(
             n_estimators=200,
             n_jobs=threads,

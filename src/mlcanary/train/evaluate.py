@@ -35,7 +35,7 @@ class FoldRun:
 
     @property
     def has_prediction(self) -> np.ndarray:
-        return ~np.isnan(self.oof if self.oof.ndim == 1 else self.oof[:, 0])
+        return np.asarray(~np.isnan(self.oof if self.oof.ndim == 1 else self.oof[:, 0]))
 
 
 def predict_scores(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
@@ -79,8 +79,10 @@ def run_folds(
         oof[test_idx] = predict_scores(model, X.iloc[test_idx], task)
         run.train_scores.append(score(task, y_train, predict_scores(model, X_train, task), classes))
         if importance_columns:
-            rows = test_idx if len(test_idx) <= IMPORTANCE_ROWS else rng.choice(
-                test_idx, IMPORTANCE_ROWS, replace=False
+            rows = (
+                test_idx
+                if len(test_idx) <= IMPORTANCE_ROWS
+                else rng.choice(test_idx, IMPORTANCE_ROWS, replace=False)
             )
             for col, value in permutation_importance(
                 model, X.iloc[rows], y[rows], importance_columns, task, classes, rng

@@ -20,10 +20,18 @@ from mlcanary.progress import Steps
 from mlcanary.registry.profile import build_profile
 from mlcanary.signature import Signature
 from mlcanary.train import metrics
-from mlcanary.train.curves import CURVE_FOLDS, FRACTIONS, Diagnosis, diagnose, full_point, learning_curve
+from mlcanary.train.curves import (
+    CURVE_FOLDS,
+    FRACTIONS,
+    Diagnosis,
+    diagnose,
+    full_point,
+    learning_curve,
+)
 from mlcanary.train.data import Fingerprint, fingerprint, read_table
 from mlcanary.train.estimators import NEEDS_SCALING, is_imbalanced, make_estimator
 from mlcanary.train.evaluate import FoldRun, fold_metrics, run_folds
+from mlcanary.train.metrics import Threshold
 from mlcanary.train.preprocess import build_preprocessor
 from mlcanary.train.schema import check_time_column, infer_signature
 from mlcanary.train.spec import TrainSpec
@@ -46,7 +54,7 @@ class TrainResult:
     baseline: Summary
     linear: Summary
     per_fold: list[dict[str, float]]
-    threshold: metrics.Threshold | None
+    threshold: Threshold | None
     diagnosis: Diagnosis
     importance: dict[str, float]
     fingerprint: Fingerprint
@@ -83,7 +91,11 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
             if col.name == spec.group_column:
                 col.used, col.note = False, "group column: used to form folds, not as a feature"
     classes = np.unique(y) if task == "classification" else None
-    signature.classes = [c.item() if isinstance(c, np.generic) else c for c in classes] if classes is not None else None
+    signature.classes = (
+        [c.item() if isinstance(c, np.generic) else c for c in classes]
+        if classes is not None
+        else None
+    )
     balanced = task == "classification" and is_imbalanced(y)
     if balanced:
         print_("imbalanced target: balanced class weights are used")
@@ -107,49 +119,114 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
         def factory(X_part: pd.DataFrame, y_part: np.ndarray) -> Pipeline:
             if not tuned:
                 return build(family)
-            params = tune(lambda p: build(family, p), family, X_part, y_part, task, classes,
-                          trials=spec.trials, seed=spec.seed, on_trial=advance)
+            params = tune(
+                lambda p: build(family, p),
+                family,
+                X_part,
+                y_part,
+                task,
+                classes,
+                trials=spec.trials,
+                seed=spec.seed,
+                on_trial=advance,
+            )
             pipe = build(family, params)
             pipe.tuned_params_ = params
             return pipe
+
         return factory
 
     used = signature.names()
     with steps.running():
         tuned = spec.trials > 0
-        with steps.stage(f"cross-validation: {spec.model}", spec.folds * (1 + spec.trials)) as advance:
+        with steps.stage(
+            f"cross-validation: {spec.model}", spec.folds * (1 + spec.trials)
+        ) as advance:
             main = run_folds(
-                spec.model, factory_for(spec.model, tuned, advance), X, y, folds, task, classes,
-                importance_columns=used, seed=spec.seed, on_fold=advance,
+                spec.model,
+                factory_for(spec.model, tuned, advance),
+                X,
+                y,
+                folds,
+                task,
+                classes,
+                importance_columns=used,
+                seed=spec.seed,
+                on_fold=advance,
             )
         with steps.stage("baselines: majority/mean, linear", 2 * spec.folds) as advance:
-            baseline = run_folds("baseline", factory_for("baseline", False, None), X, y, folds, task, classes, on_fold=advance)
-            linear = main if spec.model == "logistic" and not tuned else run_folds(
-                "logistic", factory_for("logistic", False, None), X, y, folds, task, classes, on_fold=advance
+            baseline = run_folds(
+                "baseline",
+                factory_for("baseline", False, None),
+                X,
+                y,
+                folds,
+                task,
+                classes,
+                on_fold=advance,
             )
-        with steps.stage("learning curve", len(FRACTIONS) * min(CURVE_FOLDS, len(folds))) as advance:
+            linear = (
+                main
+                if spec.model == "logistic" and not tuned
+                else run_folds(
+                    "logistic",
+                    factory_for("logistic", False, None),
+                    X,
+                    y,
+                    folds,
+                    task,
+                    classes,
+                    on_fold=advance,
+                )
+            )
+        with steps.stage(
+            "learning curve", len(FRACTIONS) * min(CURVE_FOLDS, len(folds))
+        ) as advance:
             points = learning_curve(
-                factory_for(spec.model, False, None), X, y, folds, task, classes,
-                ordered_by_time=bool(spec.time_column), seed=spec.seed, on_step=advance,
+                factory_for(spec.model, False, None),
+                X,
+                y,
+                folds,
+                task,
+                classes,
+                ordered_by_time=bool(spec.time_column),
+                seed=spec.seed,
+                on_step=advance,
             )
         threshold = None
         binary = task == "classification" and len(classes) == 2  # type: ignore[arg-type]
         if binary:
             threshold = _threshold(main, y, classes, spec, print_)
-        per_fold = fold_metrics(main, y, folds, task, classes, _cross_fitted(main, y, classes, spec, folds) if binary else None)
+        per_fold = fold_metrics(
+            main,
+            y,
+            folds,
+            task,
+            classes,
+            _cross_fitted(main, y, classes, spec, folds) if binary else None,
+        )
         # The majority baseline keeps its natural decision (always the majority class);
         # the linear model gets thresholds chosen by the same rule as the model's.
         summaries = [
             metrics.summarise(per_fold),
             metrics.summarise(fold_metrics(baseline, y, folds, task, classes, None)),
-            metrics.summarise(fold_metrics(
-                linear, y, folds, task, classes,
-                _cross_fitted(linear, y, classes, spec, folds) if binary else None,
-            )),
+            metrics.summarise(
+                fold_metrics(
+                    linear,
+                    y,
+                    folds,
+                    task,
+                    classes,
+                    _cross_fitted(linear, y, classes, spec, folds) if binary else None,
+                )
+            ),
         ]
         primary = metrics.primary_metric(task)
-        points.append(full_point([len(tr) for tr, _ in folds], main.train_scores,
-                                 [f[primary] for f in per_fold]))
+        points.append(
+            full_point(
+                [len(tr) for tr, _ in folds], main.train_scores, [f[primary] for f in per_fold]
+            )
+        )
         diagnosis = diagnose(points, summaries[1][primary][0], primary)
         with steps.stage("final fit on all rows", 1 + spec.trials) as advance:
             final = factory_for(spec.model, tuned, advance)(X, y)
@@ -165,15 +242,34 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
     scores = main.oof[held_out]
     predicted = _labels(scores, classes, threshold)
     profile, reference = build_profile(
-        X[held_out].reset_index(drop=True), y[held_out], scores, predicted, signature, importance,
-        max_rows=settings.reference_rows, seed=spec.seed,
+        X[held_out].reset_index(drop=True),
+        y[held_out],
+        scores,
+        predicted,
+        signature,
+        importance,
+        max_rows=settings.reference_rows,
+        seed=spec.seed,
     )
     return TrainResult(
-        spec=spec, signature=signature, pipeline=pipeline, plan=plan,
-        metrics=summaries[0], baseline=summaries[1], linear=summaries[2], per_fold=per_fold,
-        threshold=threshold, diagnosis=diagnosis, importance=importance,
-        fingerprint=fingerprint(spec.data, frame), profile=profile, reference=reference,
-        y=y, oof=main.oof, params=params, balanced=balanced,
+        spec=spec,
+        signature=signature,
+        pipeline=pipeline,
+        plan=plan,
+        metrics=summaries[0],
+        baseline=summaries[1],
+        linear=summaries[2],
+        per_fold=per_fold,
+        threshold=threshold,
+        diagnosis=diagnosis,
+        importance=importance,
+        fingerprint=fingerprint(spec.data, frame),
+        profile=profile,
+        reference=reference,
+        y=y,
+        oof=main.oof,
+        params=params,
+        balanced=balanced,
     )
 
 
@@ -185,15 +281,22 @@ def raise_missing_column(flag: str, column: str, frame: pd.DataFrame) -> None:
 
 
 def _threshold(
-    run: FoldRun, y: np.ndarray, classes: Any, spec: TrainSpec, warn: Any,
+    run: FoldRun,
+    y: np.ndarray,
+    classes: Any,
+    spec: TrainSpec,
+    warn: Any,
     rows: np.ndarray | None = None,
-) -> metrics.Threshold:
+) -> Threshold:
     """The threshold rule applied to out-of-fold scores (of ``rows`` when given)."""
     mask = run.has_prediction if rows is None else rows & run.has_prediction
     positive = (y[mask] == classes[1]).astype(int)
     return metrics.choose_threshold(
-        positive, run.oof[mask, 1],
-        min_precision=spec.min_precision, min_recall=spec.min_recall, warn=warn,
+        positive,
+        run.oof[mask, 1],
+        min_precision=spec.min_precision,
+        min_recall=spec.min_recall,
+        warn=warn,
     )
 
 
@@ -210,12 +313,12 @@ def _cross_fitted(
     return out
 
 
-def _labels(scores: np.ndarray, classes: Any, threshold: metrics.Threshold | None) -> np.ndarray:
+def _labels(scores: np.ndarray, classes: Any, threshold: Threshold | None) -> np.ndarray:
     if classes is None:
         return scores
     if threshold is not None:
-        return np.where(scores[:, 1] >= threshold.value, classes[1], classes[0])
-    return np.asarray(classes)[scores.argmax(axis=1)]
+        return np.asarray(np.where(scores[:, 1] >= threshold.value, classes[1], classes[0]))
+    return np.asarray(np.asarray(classes)[scores.argmax(axis=1)])
 
 
 def _importance_shares(run: FoldRun, signature: Signature) -> dict[str, float]:

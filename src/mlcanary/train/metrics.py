@@ -17,7 +17,13 @@ from sklearn import metrics as skm
 from mlcanary.types import Task
 
 CLASSIFICATION_METRICS = (
-    "roc_auc", "average_precision", "log_loss", "accuracy", "precision", "recall", "f1",
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
 )
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
@@ -101,7 +107,9 @@ def classification_metrics(
     out = {
         "roc_auc": _ovr(skm.roc_auc_score, y_idx, proba, binary),
         "average_precision": _ovr(skm.average_precision_score, y_idx, proba, binary),
-        "log_loss": float(skm.log_loss(y_idx, np.clip(proba, 1e-15, 1), labels=range(len(classes)))),
+        "log_loss": float(
+            skm.log_loss(y_idx, np.clip(proba, 1e-15, 1), labels=range(len(classes)))
+        ),
         "accuracy": float(skm.accuracy_score(y_idx, predicted)),
     }
     labels = None if binary else list(range(len(classes)))

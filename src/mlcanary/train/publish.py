@@ -11,7 +11,14 @@ import numpy as np
 from mlcanary.registry.versions import ModelRegistry, VersionInfo
 from mlcanary.train.fit import TrainResult
 
-BUNDLE_FILES = ("signature.json", "profile.json", "reference.parquet", "metrics.json", "report.html", "spec.json")
+BUNDLE_FILES = (
+    "signature.json",
+    "profile.json",
+    "reference.parquet",
+    "metrics.json",
+    "report.html",
+    "spec.json",
+)
 
 
 def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> VersionInfo:
@@ -28,7 +35,11 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
         "spec.json": spec.model_dump_json(indent=2),
     }
     flat: dict[str, float] = {}
-    for prefix, summary in (("", result.metrics), ("baseline_", result.baseline), ("linear_", result.linear)):
+    for prefix, summary in (
+        ("", result.metrics),
+        ("baseline_", result.baseline),
+        ("linear_", result.linear),
+    ):
         for name, (mean, std) in summary.items():
             flat[f"{prefix}{name}"] = mean
             if not prefix:
@@ -36,10 +47,16 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
     if result.threshold is not None:
         flat["threshold"] = result.threshold.value
     params = {
-        "model": spec.model, "task": result.signature.task, "folds": spec.folds,
-        "trials": spec.trials, "cv_plan": result.plan, "target": spec.target,
-        "data": str(spec.data), "data_sha256": result.fingerprint.sha256,
-        "rows": result.fingerprint.rows, "columns": result.fingerprint.columns,
+        "model": spec.model,
+        "task": result.signature.task,
+        "folds": spec.folds,
+        "trials": spec.trials,
+        "cv_plan": result.plan,
+        "target": spec.target,
+        "data": str(spec.data),
+        "data_sha256": result.fingerprint.sha256,
+        "rows": result.fingerprint.rows,
+        "columns": result.fingerprint.columns,
         **{f"tuned_{k}": v for k, v in result.params.items()},
     }
     tags = {
@@ -50,13 +67,20 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
     }
     example = result.reference[[c.name for c in result.signature.columns]].head(5)
     return registry.register(
-        spec.model_name, result.pipeline, files=files, metrics=flat, params=params,
-        tags=tags, input_example=example, promote=spec.promote,
+        spec.model_name,
+        result.pipeline,
+        files=files,
+        metrics=flat,
+        params=params,
+        tags=tags,
+        input_example=example,
+        promote=spec.promote,
     )
 
 
 def metrics_document(result: TrainResult) -> dict[str, Any]:
     """Everything numeric about the evaluation, for people and later stages."""
+
     def table(summary: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
         return {k: {"mean": m, "std": s} for k, (m, s) in summary.items()}
 

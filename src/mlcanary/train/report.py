@@ -58,13 +58,13 @@ def render_report(result: TrainResult, *, title: str) -> str:
     charts = "".join(f'<div class="chart">{d}</div>' for d in divs)
     e = html.escape
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{e(title)} · mlcanary report</title><style>{CSS}</style></head><body><main>"
-        f"<h1>{e(title)}</h1><p class=\"muted\">mlcanary training report</p>"
+        f'<h1>{e(title)}</h1><p class="muted">mlcanary training report</p>'
         f"<section>{_header(result)}</section>"
         f"<h2>Metrics (cross-validated)</h2><section>{_metrics_table(result)}</section>"
         f"<h2>Bias / variance</h2><section>{_verdict(result)}</section>"
-        f"<h2>Charts (out-of-fold predictions)</h2><div class=\"charts\">{charts}</div>"
+        f'<h2>Charts (out-of-fold predictions)</h2><div class="charts">{charts}</div>'
         f"<h2>Columns</h2><section>{_columns_table(result)}</section>"
         "</main></body></html>\n"
     )
@@ -84,13 +84,21 @@ def _header(result: TrainResult) -> str:
         ("Target", f"<code>{e(sig.target)}</code>"),
         ("Model family", e(spec.model)),
         ("Cross-validation", e(result.plan)),
-        ("Data", f"<code>{e(spec.data.name)}</code>: {fp.rows:,} rows × {fp.columns:,} columns, "
-                 f"sha256 <code>{e(fp.sha256[:12])}</code>"),
+        (
+            "Data",
+            f"<code>{e(spec.data.name)}</code>: {fp.rows:,} rows × {fp.columns:,} columns, "
+            f"sha256 <code>{e(fp.sha256[:12])}</code>",
+        ),
     ]
     t = result.threshold
     if t is not None:
-        rows.append(("Threshold", f"{t.value:.4f}: {e(t.rule)} (precision {t.precision:.3f}, "
-                                  f"recall {t.recall:.3f}, F1 {t.f1:.3f})"))
+        rows.append(
+            (
+                "Threshold",
+                f"{t.value:.4f}: {e(t.rule)} (precision {t.precision:.3f}, "
+                f"recall {t.recall:.3f}, F1 {t.f1:.3f})",
+            )
+        )
     if result.balanced:
         rows.append(("Class weights", "balanced (the target is imbalanced)"))
     if result.params:
@@ -106,20 +114,25 @@ def _metrics_table(result: TrainResult) -> str:
         better = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
         others = [_fmt(s.get(name, (np.nan, np.nan))[0]) for s in (result.linear, result.baseline)]
         body.append(
-            f"<tr><td>{html.escape(name)} <span class=\"muted\">({better})</span></td>"
-            f"<td class=\"num\">{_fmt(mean)} ± {_fmt(std)}</td>"
-            + "".join(f'<td class="num">{v}</td>' for v in others) + "</tr>"
+            f'<tr><td>{html.escape(name)} <span class="muted">({better})</span></td>'
+            f'<td class="num">{_fmt(mean)} ± {_fmt(std)}</td>'
+            + "".join(f'<td class="num">{v}</td>' for v in others)
+            + "</tr>"
         )
-    note = (f'<p class="muted">Mean ± standard deviation over {result.spec.folds} folds; '
-            "linear model and baseline (prior / mean) show their means.</p>")
+    note = (
+        f'<p class="muted">Mean ± standard deviation over {result.spec.folds} folds; '
+        "linear model and baseline (prior / mean) show their means.</p>"
+    )
     return f"<table>{head}{''.join(body)}</table>{note}"
 
 
 def _verdict(result: TrainResult) -> str:
     d = result.diagnosis
     css = "good" if d.verdict == "good fit" else "warn"
-    return (f'<p><span class="verdict {css}">{html.escape(d.verdict)}</span></p>'
-            f"<p>{html.escape(d.reason)}</p>")
+    return (
+        f'<p><span class="verdict {css}">{html.escape(d.verdict)}</span></p>'
+        f"<p>{html.escape(d.reason)}</p>"
+    )
 
 
 def _columns_table(result: TrainResult) -> str:
@@ -167,9 +180,14 @@ def _charts(result: TrainResult) -> list[go.Figure]:
 def _figure(title: str, x: str, y: str, height: int = 420, **layout: Any) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(
-        title={"text": title}, xaxis_title=x, yaxis_title=y, height=height,
-        template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        legend={"bgcolor": "rgba(255,255,255,0.7)", "traceorder": "normal"}, **layout,
+        title={"text": title},
+        xaxis_title=x,
+        yaxis_title=y,
+        height=height,
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"bgcolor": "rgba(255,255,255,0.7)", "traceorder": "normal"},
+        **layout,
     )
     return fig
 
@@ -186,10 +204,18 @@ def _one_vs_rest(y_idx: np.ndarray, labels: list[str]) -> list[tuple[int, str]]:
 
 
 def _roc(y_idx: np.ndarray, oof: np.ndarray, labels: list[str]) -> go.Figure:
-    fig = _figure("ROC curve", "False positive rate", "True positive rate",
-                  legend_x=0.98, legend_xanchor="right", legend_y=0.02, legend_yanchor="bottom")
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
-                    line={"dash": "dash", "color": "#999"})
+    fig = _figure(
+        "ROC curve",
+        "False positive rate",
+        "True positive rate",
+        legend_x=0.98,
+        legend_xanchor="right",
+        legend_y=0.02,
+        legend_yanchor="bottom",
+    )
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "#999"}
+    )
     for n, (k, label) in enumerate(_one_vs_rest(y_idx, labels)):
         fpr, tpr, _ = skm.roc_curve(y_idx == k, oof[:, k])
         name = f"{label}: AUC {skm.auc(fpr, tpr):.3f}"
@@ -200,18 +226,33 @@ def _roc(y_idx: np.ndarray, oof: np.ndarray, labels: list[str]) -> go.Figure:
 def _precision_recall(
     y_idx: np.ndarray, oof: np.ndarray, labels: list[str], result: TrainResult
 ) -> go.Figure:
-    fig = _figure("Precision-recall curve", "Recall", "Precision",
-                  legend_x=0.02, legend_y=0.02, legend_yanchor="bottom")
+    fig = _figure(
+        "Precision-recall curve",
+        "Recall",
+        "Precision",
+        legend_x=0.02,
+        legend_y=0.02,
+        legend_yanchor="bottom",
+    )
     for n, (k, label) in enumerate(_one_vs_rest(y_idx, labels)):
         precision, recall, _ = skm.precision_recall_curve(y_idx == k, oof[:, k])
         ap = skm.average_precision_score(y_idx == k, oof[:, k])
-        fig.add_scatter(x=recall, y=precision, mode="lines", name=f"{label}: AP {ap:.3f}",
-                        line={"color": COLORS[n % 7]})
+        fig.add_scatter(
+            x=recall,
+            y=precision,
+            mode="lines",
+            name=f"{label}: AP {ap:.3f}",
+            line={"color": COLORS[n % 7]},
+        )
     t = result.threshold
     if t is not None:
-        fig.add_scatter(x=[t.recall], y=[t.precision], mode="markers",
-                        name=f"threshold {t.value:.3f}",
-                        marker={"size": 12, "color": "#d62728", "symbol": "x"})
+        fig.add_scatter(
+            x=[t.recall],
+            y=[t.precision],
+            mode="markers",
+            name=f"threshold {t.value:.3f}",
+            marker={"size": 12, "color": "#d62728", "symbol": "x"},
+        )
     return fig
 
 
@@ -227,9 +268,16 @@ def _confusion(
     totals = np.maximum(counts.sum(axis=1), 1)
     text = [[f"{c:,}<br>{c / t:.0%}" for c in row] for row, t in zip(counts, totals, strict=True)]
     fig = _figure(f"Confusion matrix ({how})", "Predicted", "Actual", height=420)
-    fig.add_heatmap(z=counts, x=labels, y=labels, text=text, texttemplate="%{text}",
-                    colorscale="Blues", showscale=False,
-                    hovertemplate="actual %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>")
+    fig.add_heatmap(
+        z=counts,
+        x=labels,
+        y=labels,
+        text=text,
+        texttemplate="%{text}",
+        colorscale="Blues",
+        showscale=False,
+        hovertemplate="actual %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>",
+    )
     fig.update_xaxes(type="category", side="bottom")
     fig.update_yaxes(type="category", autorange="reversed")
     return fig
@@ -240,31 +288,64 @@ def _calibration(y_idx: np.ndarray, oof: np.ndarray) -> go.Figure:
         hit, prob, what = y_idx == 1, oof[:, 1], "positive class"
     else:
         hit, prob, what = y_idx == oof.argmax(axis=1), oof.max(axis=1), "top class"
-    fig = _figure(f"Calibration ({what})", "Mean predicted probability", "Observed frequency",
-                  legend_x=0.02, legend_y=0.98)
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
-                    line={"dash": "dash", "color": "#999"})
+    fig = _figure(
+        f"Calibration ({what})",
+        "Mean predicted probability",
+        "Observed frequency",
+        legend_x=0.02,
+        legend_y=0.98,
+    )
+    fig.add_scatter(
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        name="perfectly calibrated",
+        line={"dash": "dash", "color": "#999"},
+    )
     observed, predicted = calibration_curve(hit, prob, n_bins=CALIBRATION_BINS, strategy="quantile")
-    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="model",
-                    line={"color": COLORS[0]})
+    fig.add_scatter(
+        x=predicted, y=observed, mode="lines+markers", name="model", line={"color": COLORS[0]}
+    )
     return fig
 
 
 def _learning_curve(result: TrainResult) -> go.Figure:
     d = result.diagnosis
-    fig = _figure(f"Learning curve ({d.metric})", "Training rows", d.metric,
-                  legend_x=0.98, legend_xanchor="right", legend_y=0.02, legend_yanchor="bottom")
+    fig = _figure(
+        f"Learning curve ({d.metric})",
+        "Training rows",
+        d.metric,
+        legend_x=0.98,
+        legend_xanchor="right",
+        legend_y=0.02,
+        legend_yanchor="bottom",
+    )
     rows = [p.rows for p in d.points]
-    for n, (name, mean, std) in enumerate([
-        ("train", [p.train for p in d.points], [p.train_std for p in d.points]),
-        ("validation", [p.validation for p in d.points], [p.validation_std for p in d.points]),
-    ]):
+    for n, (name, mean, std) in enumerate(
+        [
+            ("train", [p.train for p in d.points], [p.train_std for p in d.points]),
+            ("validation", [p.validation for p in d.points], [p.validation_std for p in d.points]),
+        ]
+    ):
         color, m, s = COLORS[n], np.array(mean), np.array(std)
-        fig.add_scatter(x=rows, y=m + s, mode="lines", line={"width": 0, "color": color},
-                        showlegend=False, hoverinfo="skip")
-        fig.add_scatter(x=rows, y=m - s, mode="lines", line={"width": 0, "color": color},
-                        fill="tonexty", fillcolor=_rgba(color, 0.2), showlegend=False,
-                        hoverinfo="skip")
+        fig.add_scatter(
+            x=rows,
+            y=m + s,
+            mode="lines",
+            line={"width": 0, "color": color},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=rows,
+            y=m - s,
+            mode="lines",
+            line={"width": 0, "color": color},
+            fill="tonexty",
+            fillcolor=_rgba(color, 0.2),
+            showlegend=False,
+            hoverinfo="skip",
+        )
         fig.add_scatter(x=rows, y=m, mode="lines+markers", name=name, line={"color": color})
     return fig
 
@@ -274,10 +355,20 @@ def _importance(result: TrainResult) -> go.Figure:
     shares = sorted(((v, c) for c, v in result.importance.items() if c in used), reverse=True)
     shown = shares[:MAX_BARS][::-1]  # plotly draws the first bar at the bottom
     more = f", top {MAX_BARS} of {len(shares)}" if len(shares) > MAX_BARS else ""
-    fig = _figure(f"Feature importance (permutation{more})", "Share of importance", "",
-                  height=max(320, 120 + 22 * len(shown)), showlegend=False)
-    fig.add_bar(x=[v for v, _ in shown], y=[_label(c) for _, c in shown], orientation="h",
-                marker={"color": COLORS[0]}, hovertemplate="%{y}: %{x:.1%}<extra></extra>")
+    fig = _figure(
+        f"Feature importance (permutation{more})",
+        "Share of importance",
+        "",
+        height=max(320, 120 + 22 * len(shown)),
+        showlegend=False,
+    )
+    fig.add_bar(
+        x=[v for v, _ in shown],
+        y=[_label(c) for _, c in shown],
+        orientation="h",
+        marker={"color": COLORS[0]},
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+    )
     fig.update_xaxes(tickformat=".0%")
     fig.update_yaxes(type="category", automargin=True)
     return fig
@@ -288,14 +379,25 @@ def _predicted_vs_actual(y: np.ndarray, predicted: np.ndarray, seed: int) -> go.
     if len(rows) > MAX_POINTS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_POINTS, replace=False))
     sample = f" ({MAX_POINTS:,} of {len(y):,} rows)" if len(y) > MAX_POINTS else ""
-    fig = _figure(f"Predicted vs actual{sample}", "Actual", "Predicted",
-                  legend_x=0.02, legend_y=0.98)
+    fig = _figure(
+        f"Predicted vs actual{sample}", "Actual", "Predicted", legend_x=0.02, legend_y=0.98
+    )
     low = float(min(y.min(), predicted.min())) if len(y) else 0.0
     high = float(max(y.max(), predicted.max())) if len(y) else 1.0
-    fig.add_scatter(x=[low, high], y=[low, high], mode="lines", name="perfect prediction",
-                    line={"dash": "dash", "color": "#999"})
-    fig.add_scatter(x=y[rows], y=predicted[rows], mode="markers", name="rows",
-                    marker={"size": 5, "opacity": 0.5, "color": COLORS[0]})
+    fig.add_scatter(
+        x=[low, high],
+        y=[low, high],
+        mode="lines",
+        name="perfect prediction",
+        line={"dash": "dash", "color": "#999"},
+    )
+    fig.add_scatter(
+        x=y[rows],
+        y=predicted[rows],
+        mode="markers",
+        name="rows",
+        marker={"size": 5, "opacity": 0.5, "color": COLORS[0]},
+    )
     return fig
 
 

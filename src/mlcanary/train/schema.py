@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ _DATELIKE = re.compile(r"^\s*\d{1,4}[-/.:]\d{1,2}")
 _ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
 _TRUE = frozenset({"true", "yes"})
 _FALSE = frozenset({"false", "no"})
+
 
 def infer_signature(
     frame: pd.DataFrame,
@@ -135,7 +136,7 @@ def _kind_of(name: str, series: pd.Series, values: pd.Series) -> ColumnKind:
     numeric_share = float(numbers.notna().mean())
     has_text_type = any(issubclass(t, str) for t in python_types)
     has_number_type = any(issubclass(t, int | float | np.number) for t in python_types)
-    if has_text_type and has_number_type or 0.5 <= numeric_share < 1.0:
+    if (has_text_type and has_number_type) or 0.5 <= numeric_share < 1.0:
         bad = text[numbers.isna()].unique()[:3].tolist()
         raise InvalidInput(
             f"column '{name}': mixes numbers ({numeric_share:.0%} of values) with text "
@@ -167,7 +168,7 @@ def _is_id_like(name: str, kind: ColumnKind, values: pd.Series, n_unique: int) -
     return False
 
 
-def _sample(names: Any, k: int = 10) -> str:
-    names = [str(n) for n in names]
+def _sample(columns: Iterable[object], k: int = 10) -> str:
+    names = [str(n) for n in columns]
     shown = ", ".join(repr(n) for n in names[:k])
     return f"[{shown}{', ...' if len(names) > k else ''}]"

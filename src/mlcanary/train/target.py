@@ -63,7 +63,8 @@ def prepare_target(
     counts = y_raw.value_counts()
     if len(counts) < 2:
         raise InvalidInput(
-            f"--target '{column}': has one class ({_plain(counts.index[0])!r} in all {len(y_raw)} rows); "
+            f"--target '{column}': has one class "
+            f"({_plain(counts.index[0])!r} in all {len(y_raw)} rows); "
             "expected at least 2 classes for classification"
         )
     rare = counts[counts < folds]

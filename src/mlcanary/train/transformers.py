@@ -15,7 +15,7 @@ def _frame(X: Any) -> pd.DataFrame:
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
 
 
-class ToFloat(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class ToFloat(TransformerMixin, BaseEstimator):
     """Numbers, booleans and their text forms as float64; anything else becomes NaN."""
 
     def fit(self, X: Any, y: Any = None) -> ToFloat:
@@ -40,7 +40,7 @@ class ToFloat(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(input_features, dtype=object)
 
 
-class AsText(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class AsText(TransformerMixin, BaseEstimator):
     """Categories as Python strings (so 1 and '1' are one category); missing stays NaN."""
 
     def fit(self, X: Any, y: Any = None) -> AsText:
@@ -58,7 +58,7 @@ class AsText(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(input_features, dtype=object)
 
 
-class DatetimeParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class DatetimeParts(TransformerMixin, BaseEstimator):
     """Expand one datetime column into calendar parts (month, day of week, ...)."""
 
     def __init__(self, parts: tuple[str, ...] = ("month", "day_of_week")) -> None:
@@ -70,7 +70,7 @@ class DatetimeParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def transform(self, X: Any) -> np.ndarray:
         frame = _frame(X)
-        blocks = []
+        blocks: list[np.ndarray] = []
         for j in range(frame.shape[1]):
             col = frame.iloc[:, j]
             if not pd.api.types.is_datetime64_any_dtype(col):
