@@ -33,7 +33,7 @@ from mlcanary.train.estimators import NEEDS_SCALING, is_imbalanced, make_estimat
 from mlcanary.train.evaluate import FoldRun, fold_metrics, run_folds
 from mlcanary.train.metrics import Threshold
 from mlcanary.train.preprocess import build_preprocessor
-from mlcanary.train.schema import check_time_column, infer_signature
+from mlcanary.train.schema import check_time_column, infer_signature, require_column
 from mlcanary.train.spec import TrainSpec
 from mlcanary.train.splits import make_folds
 from mlcanary.train.target import prepare_target
@@ -79,8 +79,8 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
     if spec.time_column:
         order = check_time_column(frame, spec.time_column).argsort(kind="stable").to_numpy()
         frame = frame.iloc[order].reset_index(drop=True)
-    if spec.group_column and spec.group_column not in frame.columns:
-        raise_missing_column("--group-column", spec.group_column, frame)
+    if spec.group_column:
+        require_column(frame, spec.group_column, "--group-column")
     target = prepare_target(frame, spec.target, spec.task, spec.folds, print_)
     X, y, task = target.X, target.y, target.task
     signature = infer_signature(X, spec.target, task, warn=print_)
@@ -271,13 +271,6 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
         params=params,
         balanced=balanced,
     )
-
-
-def raise_missing_column(flag: str, column: str, frame: pd.DataFrame) -> None:
-    from mlcanary.errors import InvalidInput
-
-    shown = ", ".join(repr(c) for c in frame.columns[:10])
-    raise InvalidInput(f"{flag} '{column}': no such column; expected one of [{shown}]")
 
 
 def _threshold(

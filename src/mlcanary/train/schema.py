@@ -99,12 +99,17 @@ def to_datetime(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
 
 
-def check_time_column(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Return the parsed time column, or explain why it is not a time."""
+def require_column(frame: pd.DataFrame, column: str, flag: str) -> None:
+    """Raise the standard message when an option names a column the table lacks."""
     if column not in frame.columns:
         raise InvalidInput(
-            f"--time-column '{column}': no such column; expected one of {_sample(frame.columns)}"
+            f"{flag} '{column}': no such column; expected one of {_sample(frame.columns)}"
         )
+
+
+def check_time_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Return the parsed time column, or explain why it is not a time."""
+    require_column(frame, column, "--time-column")
     series = frame[column]
     values = series.dropna()
     if values.empty or _kind_of(column, series, values) != "datetime":

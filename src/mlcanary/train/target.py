@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.errors import InvalidInput
+from mlcanary.train.schema import require_column
 from mlcanary.types import Task
 
 MAX_CLASSES_FOR_NUMBERS = 10
@@ -32,10 +33,7 @@ def prepare_target(
     warn: Callable[[str], None],
 ) -> Target:
     """Split off the target, infer the task, and check the data can be cross-validated."""
-    if column not in frame.columns:
-        shown = ", ".join(repr(c) for c in frame.columns[:10])
-        more = ", ..." if frame.shape[1] > 10 else ""
-        raise InvalidInput(f"--target '{column}': no such column; expected one of [{shown}{more}]")
+    require_column(frame, column, "--target")
     y_raw = frame[column]
     missing = y_raw.isna()
     if missing.all():
