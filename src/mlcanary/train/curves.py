@@ -22,7 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlcanary.train.evaluate import PipelineFactory, predict_scores, score
+from mlcanary.train.evaluate import (
+    TRAIN_SCORE_ROWS,
+    PipelineFactory,
+    predict_scores,
+    score,
+    subsample,
+)
 from mlcanary.train.splits import Fold
 from mlcanary.types import Task
 
@@ -88,8 +94,9 @@ def learning_curve(
                 continue
             model = factory(X.iloc[subset], y[subset])
             model.fit(X.iloc[subset], y[subset])
+            seen = subsample(subset, TRAIN_SCORE_ROWS, rng)
             train_scores.append(
-                score(task, y[subset], predict_scores(model, X.iloc[subset], task), classes)
+                score(task, y[seen], predict_scores(model, X.iloc[seen], task), classes)
             )
             val_scores.append(
                 score(task, y[test_idx], predict_scores(model, X.iloc[test_idx], task), classes)

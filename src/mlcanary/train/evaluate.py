@@ -19,6 +19,9 @@ PipelineFactory = Callable[[pd.DataFrame, np.ndarray], Any]
 IMPORTANCE_ROWS = 2000
 """Held-out rows per fold used for permutation importance."""
 
+TRAIN_SCORE_ROWS = 20_000
+"""Training rows per fold scored for the learning curve's train score (a random subset)."""
+
 
 @dataclass
 class FoldRun:
@@ -77,13 +80,12 @@ def run_folds(
         model.fit(X_train, y_train)
         run.params.append(getattr(model, "tuned_params_", {}))
         oof[test_idx] = predict_scores(model, X.iloc[test_idx], task)
-        run.train_scores.append(score(task, y_train, predict_scores(model, X_train, task), classes))
+        seen = subsample(np.arange(len(train_idx)), TRAIN_SCORE_ROWS, rng)
+        run.train_scores.append(
+            score(task, y_train[seen], predict_scores(model, X_train.iloc[seen], task), classes)
+        )
         if importance_columns:
-            rows = (
-                test_idx
-                if len(test_idx) <= IMPORTANCE_ROWS
-                else rng.choice(test_idx, IMPORTANCE_ROWS, replace=False)
-            )
+            rows = subsample(test_idx, IMPORTANCE_ROWS, rng)
             for col, value in permutation_importance(
                 model, X.iloc[rows], y[rows], importance_columns, task, classes, rng
             ).items():
@@ -91,6 +93,11 @@ def run_folds(
         if on_fold is not None:
             on_fold()
     return run
+
+
+def subsample(rows: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` itself when small enough, else a sorted random subset of ``cap`` of them."""
+    return rows if len(rows) <= cap else np.sort(rng.choice(rows, cap, replace=False))
 
 
 def permutation_importance(
