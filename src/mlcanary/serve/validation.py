@@ -1,0 +1,294 @@
+"""From request tensors to the table the pipeline expects, checked against the signature.
+
+This is the edge: whatever the model and the monitor will see is checked here, once,
+and every refusal names the input, what this model expects and what came. Two request
+layouts are accepted:
+
+* one tensor per column, named after it, of shape [n] or [n, 1]: the general form;
+* one FP32/FP64 tensor ``input-0`` of shape [n, columns], in signature order: what
+  generic V2 clients send, possible only when every column is a number.
+
+The table's dtypes follow the column kind, never the tensor type, so that every batch
+looks alike downstream: numeric float64, integer Int64, boolean boolean, categorical and
+datetime str (text as a CSV gives it; a missing value is NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api.extensions import ExtensionArray
+
+from mlcanary.errors import InvalidInput
+from mlcanary.serve.tensors import FLOATS, INTEGERS, Datatype, Tensor
+from mlcanary.signature import ColumnSpec, Signature
+from mlcanary.types import ColumnKind
+
+Unseen = Literal["reject", "missing"]
+"""What to do with a category the model never saw: refuse the request, or treat as missing."""
+
+MATRIX_INPUT = "input-0"
+
+ArrayLike = np.ndarray | ExtensionArray
+_TEXT = pd.StringDtype(na_value=np.nan)
+"""pandas' default text type (``str``): what reading the training CSV gave."""
+
+_NUMBERS: frozenset[Datatype] = FLOATS | INTEGERS
+_ACCEPTED: dict[ColumnKind, frozenset[Datatype]] = {
+    "numeric": _NUMBERS,
+    "integer": _NUMBERS,
+    "boolean": _NUMBERS | {"BOOL"},
+    "categorical": frozenset({"BYTES"}),
+    "datetime": frozenset({"BYTES"}),
+}
+_EXPECTED: dict[ColumnKind, str] = {
+    "numeric": "FP64 (or another numeric type)",
+    "integer": "INT64 (or another integer type, or FP with whole values)",
+    "boolean": "BOOL (or numbers 0 and 1)",
+    "categorical": "BYTES (UTF-8 text)",
+    "datetime": "BYTES (UTF-8 dates or timestamps)",
+}
+_INT64_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One column's values as sent (1-D), and how an error names where they came from."""
+
+    where: str
+    datatype: Datatype
+    values: np.ndarray
+
+
+def rows_from_tensors(
+    inputs: Sequence[Tensor], signature: Signature, unseen: Unseen = "reject"
+) -> pd.DataFrame:
+    """The request's rows with every signature column, used or not, in signature order.
+
+    Inputs have unique names (``parse_request`` ensures it). An empty batch is refused:
+    it would reach the model as a shape error instead of an answer.
+    """
+    if _is_matrix(inputs, signature):
+        columns = _split_matrix(inputs[0], signature)
+    else:
+        columns = _match_columns(inputs, signature)
+    _check_row_counts(columns)
+    return pd.DataFrame(
+        {spec.name: _checked(spec, columns[spec.name], unseen) for spec in signature.columns},
+        copy=False,  # every column is a fresh array already
+    )
+
+
+def _is_matrix(inputs: Sequence[Tensor], signature: Signature) -> bool:
+    return (
+        len(inputs) == 1
+        and inputs[0].name == MATRIX_INPUT
+        and MATRIX_INPUT not in signature.names(used_only=False)
+    )
+
+
+def _split_matrix(tensor: Tensor, signature: Signature) -> dict[str, _Column]:
+    where = f"input '{MATRIX_INPUT}'"
+    names = signature.names(used_only=False)
+    text = [c for c in signature.columns if c.kind in ("categorical", "datetime")]
+    if text:
+        described = ", ".join(f"'{c.name}' ({c.kind})" for c in text[:10])
+        raise InvalidInput(
+            f"{where}: one [n, {len(names)}] tensor can carry only numeric, integer and boolean "
+            f"columns, but this model also takes {described}, which travel as BYTES; expected "
+            f"one tensor per column, named {_listed(names)}"
+        )
+    shape = tensor.shape
+    if tensor.datatype not in ("FP32", "FP64") or len(shape) != 2 or shape[1] != len(names):
+        raise InvalidInput(
+            f"{where}: expected FP32 or FP64 with shape [n, {len(names)}] (columns "
+            f"{_listed(names)} in this order), got {tensor.datatype} with shape {shape}"
+        )
+    matrix = tensor.array()
+    return {
+        name: _Column(f"{where} column {j} ('{name}')", tensor.datatype, matrix[:, j])
+        for j, name in enumerate(names)
+    }
+
+
+def _match_columns(inputs: Sequence[Tensor], signature: Signature) -> dict[str, _Column]:
+    expected = signature.names(used_only=False)
+    sent = [t.name for t in inputs]
+    unknown = [name for name in sent if name not in set(expected)]
+    missing = [name for name in expected if name not in set(sent)]
+    if unknown:
+        also = f"; missing {_listed(missing)}" if missing else ""
+        raise InvalidInput(
+            f"inputs {_listed(unknown)}: not columns of this model; expected one tensor per "
+            f"column, named {_listed(expected)}{also}"
+        )
+    if missing:
+        raise InvalidInput(
+            f"inputs: missing columns {_listed(missing)}; expected one tensor per column, "
+            f"named {_listed(expected)}"
+        )
+    specs = {spec.name: spec for spec in signature.columns}
+    return {t.name: _column(t, specs[t.name]) for t in inputs}
+
+
+def _column(tensor: Tensor, spec: ColumnSpec) -> _Column:
+    where = f"input '{tensor.name}'"
+    shape = tensor.shape
+    typed = tensor.datatype in _ACCEPTED[spec.kind]
+    if not typed or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        hint = "; a column tensor has shape [n] or [n, 1]" if typed else ""
+        raise InvalidInput(
+            f"{where}: expected {_EXPECTED[spec.kind]} with shape [n], "
+            f"got {tensor.datatype} with shape {shape}{hint}"
+        )
+    return _Column(where, tensor.datatype, tensor.array().reshape(-1))
+
+
+def _check_row_counts(columns: dict[str, _Column]) -> None:
+    by_count: dict[int, list[str]] = {}
+    for name, column in columns.items():
+        by_count.setdefault(len(column.values), []).append(name)
+    if len(by_count) > 1:
+        described = "; ".join(f"{n} in {_listed(names)}" for n, names in by_count.items())
+        raise InvalidInput(
+            f"inputs: expected the same number of rows in every input, got {described}"
+        )
+    if 0 in by_count:
+        raise InvalidInput("inputs: expected at least one row, got 0")
+
+
+def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen) -> ArrayLike:
+    if spec.kind not in ("categorical", "datetime"):
+        values, missing = _NUMBERS_OF_KIND[spec.kind](column)
+        _require_values(spec, column, missing)
+        return values
+    texts, missing = _texts(column)
+    _require_values(spec, column, missing)
+    if spec.kind == "datetime":
+        _check_dates(texts, missing, column.where)
+    # An unused column's new values (a new ID, a constant that varies) are news for the
+    # monitor, not a reason to refuse the request.
+    if spec.kind == "categorical" and spec.used and spec.categories is not None:
+        texts = _known_categories(texts, spec.categories, column.where, unseen)
+    return pd.array(texts, dtype=_TEXT)
+
+
+def _require_values(spec: ColumnSpec, column: _Column, missing: np.ndarray) -> None:
+    if not spec.nullable and missing.any():
+        raise InvalidInput(
+            f"{column.where}: missing value at row {int(missing.argmax())} "
+            f"({int(missing.sum())} in all); expected a value in every row "
+            f"('{spec.name}' is not nullable: training data had none missing)"
+        )
+
+
+def _numbers(column: _Column) -> tuple[ArrayLike, np.ndarray]:
+    values = column.values.astype(np.float64)
+    return values, np.isnan(values)
+
+
+def _integers(column: _Column) -> tuple[ArrayLike, np.ndarray]:
+    values = column.values
+    if column.datatype in FLOATS:
+        missing = np.isnan(values)
+        whole = np.isfinite(values) & (values == np.floor(values))
+        bad = ~missing & ~(whole & (np.abs(values) < _INT64_LIMIT))
+        if bad.any():
+            row = int(bad.argmax())
+            raise InvalidInput(
+                f"{column.where}: expected whole numbers (or NaN) for an integer column, "
+                f"got {values[row].item()!r} at row {row}"
+            )
+        numbers = np.where(missing, 0, values).astype(np.int64)
+        return pd.arrays.IntegerArray(numbers, missing), missing
+    if column.datatype == "UINT64" and (values >= _INT64_LIMIT).any():
+        row = int((values >= _INT64_LIMIT).argmax())
+        raise InvalidInput(
+            f"{column.where}: expected integers below 2**63, got {values[row].item()} at row {row}"
+        )
+    missing = np.zeros(len(values), dtype=bool)
+    return pd.arrays.IntegerArray(values.astype(np.int64), missing), missing
+
+
+def _booleans(column: _Column) -> tuple[ArrayLike, np.ndarray]:
+    values = column.values
+    missing = np.zeros(len(values), dtype=bool)
+    if column.datatype == "BOOL":
+        return pd.arrays.BooleanArray(values.astype(bool), missing), missing
+    if column.datatype in FLOATS:
+        missing = np.isnan(values)
+    bad = ~missing & (values != 0) & (values != 1)
+    if bad.any():
+        row = int(bad.argmax())
+        raise InvalidInput(
+            f"{column.where}: expected 0 or 1 (or NaN) for a boolean column, "
+            f"got {values[row].item()!r} at row {row}"
+        )
+    return pd.arrays.BooleanArray(values == 1, missing), missing
+
+
+def _texts(column: _Column) -> tuple[np.ndarray, np.ndarray]:
+    """Text as an object array with None where missing, and the missing mask."""
+    texts = np.full(len(column.values), None, dtype=np.object_)
+    missing = np.zeros(len(texts), dtype=bool)
+    for row, value in enumerate(column.values.tolist()):
+        if not value:  # None, b"" or "": missing, the way an empty field in a CSV file is
+            missing[row] = True
+            continue
+        try:
+            texts[row] = value if isinstance(value, str) else value.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"{column.where}: row {row} is not valid UTF-8 ({exc.reason} at byte "
+                f"{exc.start}); expected UTF-8 text"
+            ) from exc
+    return texts, missing
+
+
+_NUMBERS_OF_KIND: dict[ColumnKind, Callable[[_Column], tuple[ArrayLike, np.ndarray]]] = {
+    "numeric": _numbers,
+    "integer": _integers,
+    "boolean": _booleans,
+}
+
+
+def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str) -> None:
+    rows = np.flatnonzero(~missing)
+    parsed = pd.to_datetime(pd.Series(texts[rows]), errors="coerce", format="mixed", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(rows[int(bad.argmax())])
+        raise InvalidInput(
+            f"{where}: expected dates or timestamps (e.g. '2024-01-31'), "
+            f"got {texts[row]!r} at row {row}"
+        )
+
+
+def _known_categories(
+    texts: np.ndarray, categories: list[str], where: str, unseen: Unseen
+) -> np.ndarray:
+    """Check (or, under "missing", blank in place) the values training never saw."""
+    allowed = set(categories)
+    unknown = np.array([t is not None and t not in allowed for t in texts], dtype=bool)
+    if not unknown.any():
+        return texts
+    if unseen == "missing":
+        texts[unknown] = None
+        return texts
+    row = int(unknown.argmax())
+    distinct = len(set(texts[unknown]))
+    others = f" ({distinct} unseen values in all)" if distinct > 1 else ""
+    raise InvalidInput(
+        f"{where}: unseen category {texts[row]!r} at row {row}{others}; "
+        f"expected one of {_listed(categories)}"
+    )
+
+
+def _listed(names: Sequence[str], k: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:k])
+    more = f", ... ({len(names)} in all)" if len(names) > k else ""
+    return f"[{shown}{more}]"
