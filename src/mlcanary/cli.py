@@ -124,6 +124,39 @@ def models(
 
 
 @app.command()
+def serve(
+    names: list[str] = typer.Argument(..., help="Models to serve (each name's champion)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Serve models over Open Inference Protocol v2 (REST) and /v1/models/NAME:predict."""
+    import uvicorn
+
+    from mlcanary.config import Settings
+    from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.serve.app import build
+
+    settings = Settings()
+    registry = ModelRegistry(settings)
+    champions = {name: registry.version(name, "champion").version for name in names}
+    served = ", ".join(f"{n} v{v}" for n, v in champions.items())
+    err.print(f"serving {served} at http://{host}:{port}/v2 (Ctrl-C stops)")
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}
+    if workers == 1:
+        uvicorn.run(build(settings, names), access_log=False, **options)
+        return
+    os.environ["MLCANARY_SERVE_MODELS"] = ",".join(names)
+    uvicorn.run(
+        "mlcanary.serve.app:from_environment",
+        factory=True,
+        workers=workers,
+        access_log=False,
+        **options,
+    )
+
+
+@app.command()
 def demo() -> None:
     """Tell the end-to-end story on generated data."""
     from mlcanary.config import Settings

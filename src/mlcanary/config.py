@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import (
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
     threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), ge=1)
     """Threads a model may use. One core is left free by default: LightGBM's OpenMP
     threads slow down 20-40x when another busy process competes for every core."""
+
+    max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
+    """Largest request body the server reads; larger ones get 413."""
+
+    unseen_categories: Literal["reject", "missing"] = "reject"
+    """A category the model never saw: refuse the request (400) or treat it as missing."""
 
     @classmethod
     def settings_customise_sources(

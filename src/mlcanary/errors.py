@@ -16,3 +16,15 @@ class InvalidInput(MlcanaryError):
 
 class NotFound(MlcanaryError):
     """A model, version or file that does not exist."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body over the configured limit."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body in a format the endpoint does not read."""
+
+
+class Unavailable(MlcanaryError):
+    """Not ready, or overloaded: the client may retry later."""

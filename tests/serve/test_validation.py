@@ -162,7 +162,10 @@ def test_wrong_datatype_names_input_expectation_and_what_came() -> None:
     [
         (tensor("city", "FP64", [1, 2, 3]), "input 'city': expected BYTES (UTF-8 text)"),
         (tensor("visits", "BOOL", [True] * 3), "input 'visits': expected INT64 (or another"),
-        (tensor("member", "BYTES", ["y"] * 3), "input 'member': expected BOOL (or numbers 0"),
+        (
+            tensor("member", "BYTES", ["y"] * 3),
+            "input 'member': expected true/false, yes/no or 1/0 for a boolean column, got 'y'",
+        ),
     ],
 )
 def test_each_kind_names_its_types(bad: Tensor, expected: str) -> None:
@@ -280,3 +283,15 @@ def test_matrix_errors_name_the_column() -> None:
     assert refused([matrix], numeric_signature()).startswith(
         "input 'input-0' column 0 ('age'): missing value at row 0"
     )
+
+
+def test_boolean_column_reads_the_text_forms_of_a_csv_file() -> None:
+    member = tensor("member", "BYTES", [b"Yes", b"false", b""])
+    frame = rows_from_tensors(good(member=member), signature())
+    assert frame["member"].tolist()[:2] == [True, False] and pd.isna(frame["member"][2])
+    with pytest.raises(
+        InvalidInput, match=r"input 'member': expected true/false.*got 'maybe' at row 1"
+    ):
+        rows_from_tensors(
+            good(member=tensor("member", "BYTES", [b"yes", b"maybe", b"no"])), signature()
+        )

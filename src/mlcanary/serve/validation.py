@@ -41,18 +41,19 @@ _NUMBERS: frozenset[Datatype] = FLOATS | INTEGERS
 _ACCEPTED: dict[ColumnKind, frozenset[Datatype]] = {
     "numeric": _NUMBERS,
     "integer": _NUMBERS,
-    "boolean": _NUMBERS | {"BOOL"},
+    "boolean": _NUMBERS | {"BOOL", "BYTES"},
     "categorical": frozenset({"BYTES"}),
     "datetime": frozenset({"BYTES"}),
 }
 _EXPECTED: dict[ColumnKind, str] = {
     "numeric": "FP64 (or another numeric type)",
     "integer": "INT64 (or another integer type, or FP with whole values)",
-    "boolean": "BOOL (or numbers 0 and 1)",
+    "boolean": "BOOL (or numbers 0 and 1, or text true/false/yes/no)",
     "categorical": "BYTES (UTF-8 text)",
     "datetime": "BYTES (UTF-8 dates or timestamps)",
 }
 _INT64_LIMIT = 2**63
+_TEXT_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,18 @@ def _booleans(column: _Column) -> tuple[ArrayLike, np.ndarray]:
     missing = np.zeros(len(values), dtype=bool)
     if column.datatype == "BOOL":
         return pd.arrays.BooleanArray(values.astype(bool), missing), missing
+    if column.datatype == "BYTES":  # the text forms a CSV file holds ("yes", "False", ...)
+        texts, missing = _texts(column)
+        flags = np.zeros(len(texts), dtype=bool)
+        for i in np.flatnonzero(~missing).tolist():
+            word = str(texts[i]).strip().lower()
+            if word not in _TEXT_BOOLEANS:
+                raise InvalidInput(
+                    f"{column.where}: expected true/false, yes/no or 1/0 for a boolean column, "
+                    f"got {texts[i]!r} at row {i}"
+                )
+            flags[i] = _TEXT_BOOLEANS[word]
+        return pd.arrays.BooleanArray(flags, missing), missing
     if column.datatype in FLOATS:
         missing = np.isnan(values)
     bad = ~missing & (values != 0) & (values != 1)

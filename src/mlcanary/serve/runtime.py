@@ -1,0 +1,59 @@
+"""Runtimes: what turns a validated table into predictions, behind one small interface.
+
+Today there is the native runtime (the fitted scikit-learn / LightGBM pipeline).
+Every runtime answers ``predict(rows) -> Prediction`` and must give the same answer
+for a batch as for its rows one by one (the contract tests check it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from mlcanary.signature import Signature
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Labels or values per row, and class probabilities for classifiers."""
+
+    predicted: np.ndarray
+    proba: np.ndarray | None
+
+
+class Runtime(Protocol):
+    kind: str
+
+    def predict(self, rows: pd.DataFrame) -> Prediction: ...
+
+
+class NativeRuntime:
+    """The fitted pipeline itself. Binary classifiers decide at the registered threshold.
+
+    Probabilities are computed once and the decision is taken from them, rather than
+    calling ``predict`` (which would run the pipeline a second time).
+    """
+
+    kind = "native"
+
+    def __init__(self, pipeline: Any, signature: Signature) -> None:
+        self.signature = signature
+        self.threshold: float | None = getattr(pipeline, "threshold", None)
+        self.model = pipeline.estimator.estimator if self.threshold is not None else pipeline
+        classes = signature.classes
+        self.classes = np.asarray(classes, dtype=object) if classes is not None else None
+        if classes is not None and all(isinstance(c, int | np.integer) for c in classes):
+            self.classes = np.asarray(classes, dtype=np.int64)
+
+    def predict(self, rows: pd.DataFrame) -> Prediction:
+        if self.classes is None:
+            return Prediction(np.asarray(self.model.predict(rows), dtype=np.float64), None)
+        proba = np.asarray(self.model.predict_proba(rows), dtype=np.float64)
+        if self.threshold is not None:
+            index = (proba[:, 1] >= self.threshold).astype(np.intp)
+        else:
+            index = proba.argmax(axis=1)
+        return Prediction(self.classes[index], proba)

@@ -1,0 +1,91 @@
+"""A real `mlcanary serve` process over a model trained on the generated churn table."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlcanary.config import Settings
+from mlcanary.demo import make_churn
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.train.fit import train
+from mlcanary.train.publish import publish
+from mlcanary.train.spec import TrainSpec
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    home: Path
+    rows: pd.DataFrame
+    """Rows as read from the training file, without the target."""
+    pipeline: Any
+    """The registered pipeline, loaded back in this process."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("serve") / "home"
+    path = home.parent / "churn.csv"
+    make_churn(3000, seed=1).to_csv(path, index=False)
+    settings = Settings(home=home)
+    result = train(
+        TrainSpec.parse(data=path, target="churned", name="churn", model="lightgbm"), settings
+    )
+    registry = ModelRegistry(settings)
+    publish(result, registry, "<html></html>")
+    pipeline = registry.load("churn", "champion")
+    port = free_port()
+    env = {**os.environ, "MLCANARY_HOME": str(home), "MLCANARY_MAX_REQUEST_BYTES": str(2**20)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = home.parent / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlcanary", "serve", "churn", "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        rows = pd.read_csv(path).drop(columns=["churned"])
+        yield Server(url, port, home, rows, pipeline)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
