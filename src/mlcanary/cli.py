@@ -157,6 +157,40 @@ def serve(
 
 
 @app.command()
+def predict(
+    name: str = typer.Argument(..., help="Registered model name."),
+    data: Path = typer.Argument(..., help="CSV, TSV or Parquet file with the training columns."),
+    out_path: Path | None = typer.Option(
+        None, "--out", help="Output file (default: DATA's stem + .predictions)."
+    ),
+    version: str = typer.Option("champion", help="Version number or alias."),
+) -> None:
+    """Score a file in batch through the server's validation and runtime."""
+    from mlcanary.config import Settings
+    from mlcanary.progress import Steps
+    from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.serve.batch import check_columns, score_frame, write_table
+    from mlcanary.serve.repository import ModelRepository
+    from mlcanary.train.data import read_table
+
+    settings = Settings()
+    frame = read_table(data)
+    repository = ModelRepository(ModelRegistry(settings), [name], alias=version)
+    repository.load()
+    model = repository.get(name)
+    check_columns(frame, model.signature)
+    target = out_path or data.with_name(f"{data.stem}.predictions{data.suffix}")
+    steps = Steps(err)
+    with (
+        steps.running(),
+        steps.stage(f"scoring with {name} v{model.version}", len(frame)) as advance,
+    ):
+        scored = score_frame(frame, model, settings.unseen_categories, advance)
+    write_table(scored, target)
+    out.print(f"scored {len(frame):,} rows with {name} version {model.version} -> {target}")
+
+
+@app.command()
 def demo() -> None:
     """Tell the end-to-end story on generated data."""
     from mlcanary.config import Settings

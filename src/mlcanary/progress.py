@@ -34,14 +34,14 @@ class Steps:
         self._progress = None
 
     @contextmanager
-    def stage(self, description: str, total: int) -> Iterator[Callable[[], None]]:
-        """Yield an ``advance()`` callable for a stage of ``total`` steps."""
+    def stage(self, description: str, total: int) -> Iterator[Callable[..., None]]:
+        """Yield an ``advance(steps=1)`` callable for a stage of ``total`` steps."""
         if self._progress is None:
-            yield lambda: None
+            yield lambda steps=1: None
             return
         progress = self._progress
         task = progress.add_task(description, total=max(total, 1))
-        yield lambda: progress.advance(task)
+        yield lambda steps=1: progress.advance(task, steps)
         progress.update(task, completed=max(total, 1))
 
     def warn(self, message: str) -> None:
