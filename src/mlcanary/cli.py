@@ -134,12 +134,14 @@ def serve(
     import uvicorn
 
     from mlcanary.config import Settings
+    from mlcanary.logs import configure_json_logging
     from mlcanary.registry.versions import ModelRegistry
     from mlcanary.serve.app import build
 
     settings = Settings()
     registry = ModelRegistry(settings)
     champions = {name: registry.version(name, "champion").version for name in names}
+    configure_json_logging()
     served = ", ".join(f"{n} v{v}" for n, v in champions.items())
     err.print(f"serving {served} at http://{host}:{port}/v2 (Ctrl-C stops)")
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}

@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     unseen_categories: Literal["reject", "missing"] = "reject"
     """A category the model never saw: refuse the request (400) or treat it as missing."""
 
+    max_batch_size: int = Field(default=512, ge=1)
+    """Most rows one predict call takes when concurrent requests are merged."""
+
+    max_batch_delay_ms: float = Field(default=0.0, ge=0.0)
+    """Extra wait for more rows once a request arrives; 0 batches only what queues anyway."""
+
+    max_queue_rows: int = Field(default=20_000, ge=1)
+    """Rows waiting per model before new requests are refused with 503."""
+
+    access_log: bool = True
+    """One JSON line per inference request (id, model, version, status, latency)."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -273,3 +273,35 @@ def test_no_body_gives_a_server_error(server: Server, body: bytes) -> None:
         status, doc = http(server, path, body, method="POST")
         assert status < 500, (body, doc)
         assert set(doc) == {"error"} or status == 200
+
+
+def test_metrics_and_json_access_log(server: Server) -> None:
+    body = v2_body(server.rows.head(2))
+    tagged = json.dumps({**json.loads(body), "id": "r-log"}).encode()
+    assert http(server, "/v2/models/churn/infer", tagged, method="POST")[0] == 200
+    http(server, "/v2/models/nope/infer", body, method="POST")
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert (
+        'mlcanary_requests_total{endpoint="v2_infer",model="churn",status="200",version="1"}'
+        in text
+    )
+    assert (
+        'mlcanary_requests_total{endpoint="v2_infer",model="nope",status="404",version=""}' in text
+    )
+    for name in (
+        "mlcanary_request_seconds_bucket",
+        "mlcanary_batch_rows_bucket",
+        "mlcanary_queue_seconds_bucket",
+        "mlcanary_requests_in_flight",
+        'mlcanary_model_load_seconds{model="churn",version="1"}',
+    ):
+        assert name in text
+    lines = [
+        json.loads(line)
+        for line in (server.home.parent / "server.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    access = [line for line in lines if line["logger"] == "mlcanary.access"]
+    assert any(line["request_id"] == "r-log" and line["status"] == 200 for line in access)
+    assert {"model", "version", "latency_ms", "endpoint"} <= set(access[-1])

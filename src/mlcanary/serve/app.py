@@ -7,9 +7,11 @@ not ready 503; the body is always ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -30,12 +32,18 @@ from mlcanary.errors import (
     UnsupportedMediaType,
 )
 from mlcanary.serve import v1
+from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.messages import binary_outputs, encode_response, parse_request
+from mlcanary.serve.metrics import ServerMetrics
 from mlcanary.serve.outputs import PREDICT, PROBABILITIES, outputs_for, select_outputs
 from mlcanary.serve.repository import ModelRepository, ServedModel
+from mlcanary.serve.runtime import Prediction
 from mlcanary.serve.validation import rows_from_tensors
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("mlcanary.access")
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data"]
@@ -67,8 +75,76 @@ def error_response(message: str, status: int) -> Response:
     return json_response({"error": message}, status)
 
 
-def create_app(settings: Settings, repository: ModelRepository) -> Starlette:
-    """Wire the routes over a loaded ``repository``."""
+def create_app(
+    settings: Settings, repository: ModelRepository, metrics: ServerMetrics | None = None
+) -> Starlette:
+    """Wire the routes over a loaded ``repository``; batchers run for the app's lifetime."""
+    metrics = metrics or ServerMetrics()
+    for model in repository.models.values():
+        metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for model in repository.models.values():
+            model.batcher = Batcher(
+                model.runtime.predict,
+                max_batch_size=settings.max_batch_size,
+                max_delay=settings.max_batch_delay_ms / 1000,
+                max_queue_rows=settings.max_queue_rows,
+                observe=metrics.observer(model.name),
+            )
+            model.batcher.start()
+        yield
+        for model in repository.models.values():  # drain: queued requests are answered
+            if model.batcher is not None:
+                await model.batcher.stop()
+
+    def instrumented(endpoint: str, handler: Handler) -> Handler:
+        """Count, time and log each call; the status is the one the client will see."""
+
+        async def wrapped(request: Request) -> Response:
+            start = time.perf_counter()
+            metrics.in_flight.inc()
+            status, version = 500, ""
+            try:
+                response = await handler(request)
+                status = response.status_code
+                version = response.headers.get("x-mlcanary-model-version", "")
+                return response
+            except MlcanaryError as exc:
+                status = status_of(exc)
+                raise
+            finally:
+                metrics.in_flight.dec()
+                seconds = time.perf_counter() - start
+                name = request.path_params.get("name") or request.path_params.get(
+                    "name_verb", ""
+                ).removesuffix(":predict")
+                labels = (name, version, endpoint, str(status))
+                metrics.requests.labels(*labels).inc()
+                metrics.latency.labels(*labels).observe(seconds)
+                if settings.access_log:
+                    access.info(
+                        "%s %s %d",
+                        request.method,
+                        request.url.path,
+                        status,
+                        extra={
+                            "request_id": getattr(request.state, "request_id", None),
+                            "model": name,
+                            "version": version,
+                            "endpoint": endpoint,
+                            "status": status,
+                            "latency_ms": round(seconds * 1000, 3),
+                        },
+                    )
+
+        return wrapped
+
+    async def predict(model: ServedModel, rows: Any) -> Prediction:
+        if model.batcher is None:
+            raise Unavailable(f"model '{model.name}': not ready")
+        return await model.batcher.submit(rows)
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -96,12 +172,13 @@ def create_app(settings: Settings, repository: ModelRepository) -> Starlette:
         header_length = _header_length(header) if header is not None else None
         parsed = parse_request(body, header_length)
         rows = rows_from_tensors(parsed.inputs, model.signature, settings.unseen_categories)
-        prediction = model.runtime.predict(rows)
+        prediction = await predict(model, rows)
         outputs = select_outputs(
             outputs_for(model.signature, prediction.proba, prediction.predicted), parsed.outputs
         )
         binary = binary_outputs(parsed, [o.name for o in outputs], header_length is not None)
         request_id = parsed.id or uuid.uuid4().hex
+        request.state.request_id = request_id
         payload, json_length = encode_response(
             model.name, str(model.version), request_id, outputs, binary
         )
@@ -123,9 +200,12 @@ def create_app(settings: Settings, repository: ModelRepository) -> Starlette:
             raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
         tensors = v1.tensors_from_instances(document, model.signature)
         rows = rows_from_tensors(tensors, model.signature, settings.unseen_categories)
-        answer = v1.predictions_document(model.runtime.predict(rows), model.signature)
+        answer = v1.predictions_document(await predict(model, rows), model.signature)
         answer.update(model_name=model.name, model_version=str(model.version))
         return json_response(answer, headers={"x-mlcanary-model-version": str(model.version)})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     def _model(request: Request) -> ServedModel:
         params = request.path_params
@@ -139,12 +219,18 @@ def create_app(settings: Settings, repository: ModelRepository) -> Starlette:
         Route("/v2/models/{name}/versions/{version}", model_metadata),
         Route("/v2/models/{name}/ready", model_ready),
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/v1/models/{name_verb}", predict_v1, methods=["POST"]),
+        Route("/v2/models/{name}/infer", instrumented("v2_infer", infer), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/infer",
+            instrumented("v2_infer", infer),
+            methods=["POST"],
+        ),
+        Route("/v1/models/{name_verb}", instrumented("v1_predict", predict_v1), methods=["POST"]),
+        Route("/metrics", prometheus),
     ]
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={
             MlcanaryError: _core_error,
             HTTPException: _http_error,
@@ -216,11 +302,14 @@ def _header_length(value: str) -> int:
     return int(value)
 
 
+def status_of(exc: MlcanaryError) -> int:
+    """The HTTP status of a core error (Triton's mapping)."""
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
+
+
 async def _core_error(request: Request, exc: Exception) -> Response:
-    for kind, status in STATUS:
-        if isinstance(exc, kind):
-            return error_response(str(exc), status)
-    return error_response(str(exc), 400)
+    assert isinstance(exc, MlcanaryError)
+    return error_response(str(exc), status_of(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -245,7 +334,7 @@ def build(settings: Settings, names: list[str]) -> Starlette:
     repository = ModelRepository(ModelRegistry(settings), names)
     repository.load()
     log.info("loaded %d model(s) in %.2f s", len(names), time.perf_counter() - start)
-    return create_app(settings, repository)
+    return create_app(settings, repository, ServerMetrics())
 
 
 def from_environment() -> Starlette:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mlcanary.errors import NotFound
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
+from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.runtime import NativeRuntime, Runtime
 from mlcanary.signature import Signature
 
@@ -26,6 +27,8 @@ class ServedModel:
     runtime: Runtime
     load_seconds: float
     aliases: list[str] = field(default_factory=list)
+    batcher: Batcher | None = None
+    """Set while the server runs: requests go through it to ``runtime``."""
 
 
 class ModelRepository:
