@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     max_queue_rows: int = Field(default=20_000, ge=1)
     """Rows waiting per model before new requests are refused with 503."""
 
+    poll_seconds: float = Field(default=5.0, ge=0.0)
+    """How often the server checks whether a served alias moved (0: never; no hot swap)."""
+
     access_log: bool = True
     """One JSON line per inference request (id, model, version, status, latency)."""
 

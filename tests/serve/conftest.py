@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,6 +56,32 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RuntimeError("server did not become ready")
 
 
+@contextlib.contextmanager
+def running_server(home: Path, names: list[str], **env: str) -> Iterator[str]:
+    """Start `mlcanary serve NAMES` on a free port; yield its URL; stop it by its PID."""
+    port = free_port()
+    environment = {**os.environ, "MLCANARY_HOME": str(home), **env}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    log = home.parent / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlcanary", "serve", *names, "--port", str(port)],
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("serve") / "home"
@@ -67,25 +94,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     registry = ModelRegistry(settings)
     publish(result, registry, "<html></html>")
     pipeline = registry.load("churn", "champion")
-    port = free_port()
-    env = {**os.environ, "MLCANARY_HOME": str(home), "MLCANARY_MAX_REQUEST_BYTES": str(2**20)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = home.parent / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlcanary", "serve", "churn", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, log)
+    with running_server(home, ["churn"], MLCANARY_MAX_REQUEST_BYTES=str(2**20)) as url:
         rows = pd.read_csv(path).drop(columns=["churned"])
-        yield Server(url, port, home, rows, pipeline)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        yield Server(url, int(url.rsplit(":", 1)[1]), home, rows, pipeline)

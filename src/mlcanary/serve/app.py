@@ -7,6 +7,7 @@ not ready 503; the body is always ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -38,6 +39,7 @@ from mlcanary.serve.metrics import ServerMetrics
 from mlcanary.serve.outputs import PREDICT, PROBABILITIES, outputs_for, select_outputs
 from mlcanary.serve.repository import ModelRepository, ServedModel
 from mlcanary.serve.runtime import Prediction
+from mlcanary.serve.swap import AliasWatcher
 from mlcanary.serve.validation import rows_from_tensors
 
 log = logging.getLogger(__name__)
@@ -83,18 +85,32 @@ def create_app(
     for model in repository.models.values():
         metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
 
+    def make_batcher(model: ServedModel) -> Batcher:
+        return Batcher(
+            model.runtime.predict,
+            max_batch_size=settings.max_batch_size,
+            max_delay=settings.max_batch_delay_ms / 1000,
+            max_queue_rows=settings.max_queue_rows,
+            observe=metrics.observer(model.name),
+        )
+
+    def swapped(model: ServedModel) -> None:
+        metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for model in repository.models.values():
-            model.batcher = Batcher(
-                model.runtime.predict,
-                max_batch_size=settings.max_batch_size,
-                max_delay=settings.max_batch_delay_ms / 1000,
-                max_queue_rows=settings.max_queue_rows,
-                observe=metrics.observer(model.name),
-            )
+            model.batcher = make_batcher(model)
             model.batcher.start()
+        watcher = None
+        if settings.poll_seconds > 0:
+            swaps = AliasWatcher(repository, make_batcher, settings.poll_seconds, swapped)
+            watcher = asyncio.get_running_loop().create_task(swaps.run())
         yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         for model in repository.models.values():  # drain: queued requests are answered
             if model.batcher is not None:
                 await model.batcher.stop()
@@ -167,6 +183,13 @@ def create_app(
 
     async def infer(request: Request) -> Response:
         model = _model(request)
+        model.active += 1  # held: a swap retires this version only when no request holds it
+        try:
+            return await _infer(request, model)
+        finally:
+            model.active -= 1
+
+    async def _infer(request: Request, model: ServedModel) -> Response:
         body = await _body(request, settings.max_request_bytes)
         header = request.headers.get(HEADER_LENGTH)
         header_length = _header_length(header) if header is not None else None
@@ -193,6 +216,13 @@ def create_app(
         if not name.endswith(":predict"):
             raise NotFound(f"route '{request.url.path}': expected /v1/models/NAME:predict")
         model = repository.get(name.removesuffix(":predict"))
+        model.active += 1
+        try:
+            return await _predict_v1(request, model)
+        finally:
+            model.active -= 1
+
+    async def _predict_v1(request: Request, model: ServedModel) -> Response:
         body = await _body(request, settings.max_request_bytes)
         try:
             document = orjson.loads(body)

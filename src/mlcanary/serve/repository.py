@@ -16,6 +16,9 @@ from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
+VERIFY_ROWS = 100
+"""Reference rows a freshly loaded version must predict before it serves."""
+
 
 @dataclass
 class ServedModel:
@@ -29,6 +32,8 @@ class ServedModel:
     aliases: list[str] = field(default_factory=list)
     batcher: Batcher | None = None
     """Set while the server runs: requests go through it to ``runtime``."""
+    active: int = 0
+    """Requests holding this version; a swapped-out version is retired when it reaches 0."""
 
 
 class ModelRepository:
@@ -42,18 +47,28 @@ class ModelRepository:
 
     def load(self) -> None:
         for name in self.names:
-            self.models[name] = self._load(name)
+            self.models[name] = self.load_version(name, self.aliased_version(name))
 
-    def _load(self, name: str) -> ServedModel:
+    def aliased_version(self, name: str) -> int:
+        """The version the alias points at now, in the registry."""
+        return self.registry.version(name, self.alias).version
+
+    def load_version(self, name: str, version: int) -> ServedModel:
+        """Download, load and check one version: it must answer its own reference rows."""
         import mlflow.sklearn
+        import pandas as pd
 
         start = time.perf_counter()
-        info = self.registry.version(name, self.alias)
+        info = self.registry.version(name, version)
         root = Path(self.registry.download(name, info.version))
         bundle = root / BUNDLE_DIR
         signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
         pipeline = mlflow.sklearn.load_model(str(root))
         runtime = NativeRuntime(pipeline, signature)
+        reference = pd.read_parquet(bundle / "reference.parquet").head(VERIFY_ROWS)
+        check = runtime.predict(reference[[c.name for c in signature.columns]])
+        if len(check.predicted) != len(reference):
+            raise RuntimeError(f"model '{name}' version {version}: failed its load check")
         seconds = time.perf_counter() - start
         log.info(
             "loaded %s version %s (%s runtime) in %.2f s", name, info.version, runtime.kind, seconds

@@ -1,0 +1,91 @@
+"""Hot swap under load: the alias moves twice while clients keep sending."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from mlcanary.config import Settings
+from mlcanary.demo import make_churn
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.train.fit import train
+from mlcanary.train.publish import publish
+from mlcanary.train.spec import TrainSpec
+from tests.serve.conftest import running_server
+
+CLIENTS = 4
+SWAP_TIMEOUT = 60.0
+
+
+def request_body(rows: pd.DataFrame) -> bytes:
+    inputs = []
+    for name in rows.columns:
+        column = rows[name]
+        if pd.api.types.is_numeric_dtype(column):
+            data = [None if pd.isna(v) else float(v) for v in column]
+            inputs.append({"name": name, "datatype": "FP64", "shape": [len(rows)], "data": data})
+        else:
+            data = column.astype(str).tolist()
+            inputs.append({"name": name, "datatype": "BYTES", "shape": [len(rows)], "data": data})
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    data = tmp_path / "churn.csv"
+    make_churn(1500, seed=2).to_csv(data, index=False)
+    settings = Settings(home=home)
+    result = train(
+        TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3),
+        settings,
+    )
+    registry = ModelRegistry(settings)
+    for _ in range(3):
+        publish(result, registry, "<html></html>")  # versions 1 (champion), 2 and 3
+    body = request_body(pd.read_csv(data).drop(columns=["churned"]).head(4))
+    outcomes: list[list[tuple[int, str]]] = [[] for _ in range(CLIENTS)]
+    stop = threading.Event()
+
+    def client(index: int, url: str) -> None:
+        while not stop.is_set():
+            request = urllib.request.Request(
+                f"{url}/v2/models/churn/infer",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    outcomes[index].append((resp.status, json.loads(resp.read())["model_version"]))
+            except urllib.error.HTTPError as exc:
+                outcomes[index].append((exc.code, ""))
+
+    def seen(version: str) -> bool:
+        return any(v == version for results in outcomes for _, v in results[-20:])
+
+    with running_server(home, ["churn"], MLCANARY_POLL_SECONDS="0.2") as url:
+        threads = [threading.Thread(target=client, args=(i, url)) for i in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        try:
+            for version in (2, 3):
+                time.sleep(0.5)
+                registry.set_alias("churn", "champion", version)
+                deadline = time.monotonic() + SWAP_TIMEOUT
+                while not seen(str(version)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+    answered = [outcome for results in outcomes for outcome in results]
+    assert answered and all(status == 200 for status, _ in answered), {s for s, _ in answered}
+    assert {v for _, v in answered} == {"1", "2", "3"}
+    for results in outcomes:  # each client sees versions only move forward
+        versions = [int(v) for _, v in results]
+        assert versions == sorted(versions)
