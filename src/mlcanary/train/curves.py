@@ -33,7 +33,7 @@ from mlcanary.train.splits import Fold
 from mlcanary.types import Task
 
 FRACTIONS = (0.1, 0.25, 0.5)
-CURVE_FOLDS = 3
+CURVE_FOLDS = 2
 MIN_ROWS = 100
 """Smaller training sets are skipped: LightGBM needs 2 x min_child_samples rows to split."""
 VARIANCE_GAP = 0.15
