@@ -6,7 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,22 @@ class Result:
     code: int
     stdout: str
     stderr: str
+
+
+MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` writes MLFLOW_TRACKING_URI into os.environ; undo it after
+    each test, or a later fixture's Settings would follow another test's registry."""
+    before = {key: os.environ.get(key) for key in MLFLOW_URIS}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture
