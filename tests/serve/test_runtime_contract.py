@@ -9,21 +9,29 @@ from mlcanary.config import Settings
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.app import metadata
 from mlcanary.serve.batch import tensors_from_frame
+from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.outputs import outputs_for
 from mlcanary.serve.repository import ModelRepository, ServedModel
+from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import rows_from_tensors
 from tests.serve.conftest import Server
 
-RUNTIMES = ["native"]
+RUNTIMES = {"native": NativeRuntime, "compiled": CompiledRuntime}
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
+@pytest.fixture(scope="module", params=sorted(RUNTIMES))
 def model(request: pytest.FixtureRequest, server: Server) -> ServedModel:
     repository = ModelRepository(ModelRegistry(Settings(home=server.home)), ["churn"])
     repository.load()
     loaded = repository.get("churn")
-    assert loaded.runtime.kind == request.param
+    loaded.runtime = RUNTIMES[request.param](server.pipeline, loaded.signature)
     return loaded
+
+
+def test_the_server_chose_the_compiled_runtime(server: Server) -> None:
+    repository = ModelRepository(ModelRegistry(Settings(home=server.home)), ["churn"])
+    repository.load()
+    assert repository.get("churn").runtime.kind == "compiled"
 
 
 def test_batch_equals_row_by_row(model: ServedModel, server: Server) -> None:

@@ -287,6 +287,7 @@ def metadata(model: ServedModel) -> dict[str, Any]:
         "outputs": outputs,
         "parameters": {
             "runtime": model.runtime.kind,
+            "runtime_note": model.runtime_note,
             "task": signature.task,
             "classes": signature.classes,
             "aliases": model.aliases,

@@ -11,13 +11,14 @@ from pathlib import Path
 from mlcanary.errors import NotFound
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
 from mlcanary.serve.batcher import Batcher
-from mlcanary.serve.runtime import NativeRuntime, Runtime
+from mlcanary.serve.compiled import verified
+from mlcanary.serve.runtime import Runtime
 from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
-VERIFY_ROWS = 100
-"""Reference rows a freshly loaded version must predict before it serves."""
+VERIFY_ROWS = 1000
+"""Reference rows a freshly loaded version must predict (and the compiled runtime match)."""
 
 
 @dataclass
@@ -30,6 +31,8 @@ class ServedModel:
     runtime: Runtime
     load_seconds: float
     aliases: list[str] = field(default_factory=list)
+    runtime_note: str = ""
+    """Which runtime serves and why (the compiled one only after matching the native one)."""
     batcher: Batcher | None = None
     """Set while the server runs: requests go through it to ``runtime``."""
     active: int = 0
@@ -64,16 +67,15 @@ class ModelRepository:
         bundle = root / BUNDLE_DIR
         signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
         pipeline = mlflow.sklearn.load_model(str(root))
-        runtime = NativeRuntime(pipeline, signature)
         reference = pd.read_parquet(bundle / "reference.parquet").head(VERIFY_ROWS)
-        check = runtime.predict(reference[[c.name for c in signature.columns]])
+        reference = reference[[c.name for c in signature.columns]]
+        runtime, why = verified(pipeline, signature, reference)
+        check = runtime.predict(reference)
         if len(check.predicted) != len(reference):
             raise RuntimeError(f"model '{name}' version {version}: failed its load check")
         seconds = time.perf_counter() - start
-        log.info(
-            "loaded %s version %s (%s runtime) in %.2f s", name, info.version, runtime.kind, seconds
-        )
-        return ServedModel(name, info.version, signature, runtime, seconds, info.aliases)
+        log.info("loaded %s version %s in %.2f s: %s", name, info.version, seconds, why)
+        return ServedModel(name, info.version, signature, runtime, seconds, info.aliases, why)
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         model = self.models.get(name)
