@@ -36,6 +36,13 @@ class Server:
     """The registered pipeline, loaded back in this process."""
 
 
+@dataclass
+class Running:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,15 +64,17 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 @contextlib.contextmanager
-def running_server(home: Path, names: list[str], **env: str) -> Iterator[str]:
-    """Start `mlcanary serve NAMES` on a free port; yield its URL; stop it by its PID."""
+def running_server(
+    home: Path, names: list[str], options: tuple[str, ...] = (), **env: str
+) -> Iterator[Running]:
+    """Start `mlcanary serve NAMES` on a free port; yield it; stop it by its PID."""
     port = free_port()
     environment = {**os.environ, "MLCANARY_HOME": str(home), **env}
     environment.pop("MLFLOW_TRACKING_URI", None)
     log = home.parent / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlcanary", "serve", *names, "--port", str(port)],
+            [sys.executable, "-m", "mlcanary", "serve", *names, "--port", str(port), *options],
             env=environment,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -73,7 +82,7 @@ def running_server(home: Path, names: list[str], **env: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log)
-        yield url
+        yield Running(url, proc, log)
     finally:
         proc.terminate()
         try:
@@ -94,6 +103,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     registry = ModelRegistry(settings)
     publish(result, registry, "<html></html>")
     pipeline = registry.load("churn", "champion")
-    with running_server(home, ["churn"], MLCANARY_MAX_REQUEST_BYTES=str(2**20)) as url:
+    with running_server(home, ["churn"], MLCANARY_MAX_REQUEST_BYTES=str(2**20)) as running:
         rows = pd.read_csv(path).drop(columns=["churned"])
+        url = running.url
         yield Server(url, int(url.rsplit(":", 1)[1]), home, rows, pipeline)

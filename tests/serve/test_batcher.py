@@ -137,6 +137,17 @@ def test_a_full_queue_refuses_instead_of_waiting() -> None:
     asyncio.run(scenario())
 
 
+def test_a_request_larger_than_the_queue_is_taken_when_nothing_waits() -> None:
+    async def scenario() -> None:
+        recorder = Recorder()
+        batcher = await started(recorder, max_queue_rows=2)
+        result = await batcher.submit(frame(1, 2, 3, 4))
+        assert result.predicted.tolist() == [1, 2, 3, 4]
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
 def test_stop_finishes_queued_work_then_refuses() -> None:
     async def scenario() -> None:
         recorder = Recorder()

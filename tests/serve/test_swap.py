@@ -67,7 +67,8 @@ def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -
     def seen(version: str) -> bool:
         return any(v == version for results in outcomes for _, v in results[-20:])
 
-    with running_server(home, ["churn"], MLCANARY_POLL_SECONDS="0.2") as url:
+    with running_server(home, ["churn"], MLCANARY_POLL_SECONDS="0.2") as running:
+        url = running.url
         threads = [threading.Thread(target=client, args=(i, url)) for i in range(CLIENTS)]
         for thread in threads:
             thread.start()

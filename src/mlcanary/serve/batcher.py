@@ -86,7 +86,8 @@ class Batcher:
         """Queue ``rows`` (already validated) and wait for their share of a batch."""
         if self._worker is None or self._wakeup is None or self._closing:
             raise Unavailable("model: not accepting requests (starting or shutting down)")
-        if self._queued_rows + len(rows) > self.max_queue_rows:
+        # A request larger than the whole queue is still taken when nothing else waits.
+        if self._queued_rows and self._queued_rows + len(rows) > self.max_queue_rows:
             raise Unavailable(
                 f"model: overloaded ({self._queued_rows} rows queued, limit "
                 f"{self.max_queue_rows}); retry later"

@@ -1,0 +1,90 @@
+"""SIGTERM drains: requests in flight when it arrives are answered, then the server exits."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from mlcanary.config import Settings
+from mlcanary.demo import make_churn
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.train.fit import train
+from mlcanary.train.publish import publish
+from mlcanary.train.spec import TrainSpec
+from tests.serve.conftest import running_server
+from tests.serve.test_swap import request_body
+
+IN_FLIGHT = 3
+BIG_ROWS = 15_000
+
+
+def in_flight(url: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    match = re.search(r"^mlcanary_requests_in_flight (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    data = tmp_path / "churn.csv"
+    make_churn(1500, seed=4).to_csv(data, index=False)
+    settings = Settings(home=home)
+    spec = TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3)
+    publish(train(spec, settings), ModelRegistry(settings), "<html></html>")
+    rows = make_churn(BIG_ROWS, seed=5).drop(columns=["churned"])
+    body = request_body(pd.DataFrame(rows))
+    answers: list[int | str] = []
+
+    def send(url: str) -> None:
+        request = urllib.request.Request(
+            f"{url}/v2/models/churn/infer", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                answers.append(resp.status)
+                assert len(json.loads(resp.read())["outputs"][0]["data"]) == BIG_ROWS
+        except Exception as exc:  # recorded, then asserted on below
+            answers.append(type(exc).__name__)
+
+    with running_server(home, ["churn"], MLCANARY_MAX_QUEUE_ROWS="1000000") as running:
+        threads = [threading.Thread(target=send, args=(running.url,)) for _ in range(IN_FLIGHT)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while in_flight(running.url) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert in_flight(running.url) >= 1, "no request was in flight"
+        running.proc.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=120)
+        # uvicorn drains, then re-raises the signal it caught, so the status is -SIGTERM.
+        assert running.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert answers == [200] * IN_FLIGHT, answers
+
+
+def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    data = tmp_path / "churn.csv"
+    make_churn(800, seed=6).to_csv(data, index=False)
+    settings = Settings(home=home)
+    spec = TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3)
+    publish(train(spec, settings), ModelRegistry(settings), "<html></html>")
+    body = request_body(make_churn(3, seed=7).drop(columns=["churned"]))
+    with running_server(home, ["churn"], options=("--workers", "2")) as running:
+        for _ in range(6):
+            request = urllib.request.Request(
+                f"{running.url}/v2/models/churn/infer",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                assert resp.status == 200
+                assert json.loads(resp.read())["model_version"] == "1"
