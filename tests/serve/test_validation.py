@@ -295,3 +295,15 @@ def test_boolean_column_reads_the_text_forms_of_a_csv_file() -> None:
         rows_from_tensors(
             good(member=tensor("member", "BYTES", [b"yes", b"maybe", b"no"])), signature()
         )
+
+
+def test_merged_columns_equal_concatenated_frames() -> None:
+    from mlcanary.serve.validation import as_frame, columns_from_tensors, merge_columns
+
+    first = columns_from_tensors(good(), signature())
+    second = columns_from_tensors(
+        good(member=tensor("member", "BYTES", [b"no", b"", b"yes"])), signature()
+    )
+    merged = as_frame(merge_columns([first, second, first]))
+    expected = pd.concat([as_frame(first), as_frame(second), as_frame(first)], ignore_index=True)
+    pd.testing.assert_frame_equal(merged, expected)

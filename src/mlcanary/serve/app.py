@@ -40,7 +40,7 @@ from mlcanary.serve.outputs import PREDICT, PROBABILITIES, outputs_for, select_o
 from mlcanary.serve.repository import ModelRepository, ServedModel
 from mlcanary.serve.runtime import Prediction
 from mlcanary.serve.swap import AliasWatcher
-from mlcanary.serve.validation import rows_from_tensors
+from mlcanary.serve.validation import columns_from_tensors, merge_columns, row_count
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("mlcanary.access")
@@ -88,6 +88,8 @@ def create_app(
     def make_batcher(model: ServedModel) -> Batcher:
         return Batcher(
             model.runtime.predict,
+            merge=merge_columns,
+            size=row_count,
             max_batch_size=settings.max_batch_size,
             max_delay=settings.max_batch_delay_ms / 1000,
             max_queue_rows=settings.max_queue_rows,
@@ -194,7 +196,7 @@ def create_app(
         header = request.headers.get(HEADER_LENGTH)
         header_length = _header_length(header) if header is not None else None
         parsed = parse_request(body, header_length)
-        rows = rows_from_tensors(parsed.inputs, model.signature, settings.unseen_categories)
+        rows = columns_from_tensors(parsed.inputs, model.signature, settings.unseen_categories)
         prediction = await predict(model, rows)
         outputs = select_outputs(
             outputs_for(model.signature, prediction.proba, prediction.predicted), parsed.outputs
@@ -229,7 +231,7 @@ def create_app(
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
         tensors = v1.tensors_from_instances(document, model.signature)
-        rows = rows_from_tensors(tensors, model.signature, settings.unseen_categories)
+        rows = columns_from_tensors(tensors, model.signature, settings.unseen_categories)
         answer = v1.predictions_document(await predict(model, rows), model.signature)
         answer.update(model_name=model.name, model_version=str(model.version))
         return json_response(answer, headers={"x-mlcanary-model-version": str(model.version)})

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -32,9 +33,14 @@ Observer = Callable[[int, float], None]
 """Called after each predict with (rows in the batch, seconds the oldest request queued)."""
 
 
+def concat_frames(parts: Sequence[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
 @dataclass
 class _Pending:
-    rows: pd.DataFrame
+    rows: Any
+    n: int
     future: asyncio.Future[Prediction]
     queued_at: float = field(default=0.0)
 
@@ -44,14 +50,18 @@ class Batcher:
 
     def __init__(
         self,
-        predict: Callable[[pd.DataFrame], Prediction],
+        predict: Callable[[Any], Prediction],
         *,
+        merge: Callable[[Sequence[Any]], Any] = concat_frames,
+        size: Callable[[Any], int] = len,
         max_batch_size: int = 512,
         max_delay: float = 0.0,
         max_queue_rows: int = 20_000,
         observe: Observer | None = None,
     ) -> None:
         self.predict = predict
+        self.merge = merge
+        self.size = size
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
@@ -82,20 +92,21 @@ class Batcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, rows: pd.DataFrame) -> Prediction:
+    async def submit(self, rows: Any) -> Prediction:
         """Queue ``rows`` (already validated) and wait for their share of a batch."""
         if self._worker is None or self._wakeup is None or self._closing:
             raise Unavailable("model: not accepting requests (starting or shutting down)")
         # A request larger than the whole queue is still taken when nothing else waits.
-        if self._queued_rows and self._queued_rows + len(rows) > self.max_queue_rows:
+        n = self.size(rows)
+        if self._queued_rows and self._queued_rows + n > self.max_queue_rows:
             raise Unavailable(
                 f"model: overloaded ({self._queued_rows} rows queued, limit "
                 f"{self.max_queue_rows}); retry later"
             )
         loop = asyncio.get_running_loop()
-        pending = _Pending(rows, loop.create_future(), loop.time())
+        pending = _Pending(rows, n, loop.create_future(), loop.time())
         self._queue.append(pending)
-        self._queued_rows += len(rows)
+        self._queued_rows += n
         self._wakeup.set()
         return await pending.future
 
@@ -115,16 +126,16 @@ class Batcher:
             waited = loop.time() - batch[0].queued_at
             await self._serve(batch)
             if self.observe is not None:
-                self.observe(sum(len(p.rows) for p in batch), waited)
+                self.observe(sum(p.n for p in batch), waited)
 
     def _take(self) -> list[_Pending]:
         """The oldest requests, up to ``max_batch_size`` rows (always at least one)."""
         batch = [self._queue.popleft()]
-        size = len(batch[0].rows)
-        while self._queue and size + len(self._queue[0].rows) <= self.max_batch_size:
+        size = batch[0].n
+        while self._queue and size + self._queue[0].n <= self.max_batch_size:
             pending = self._queue.popleft()
             batch.append(pending)
-            size += len(pending.rows)
+            size += pending.n
         self._queued_rows -= size
         return batch
 
@@ -134,10 +145,7 @@ class Batcher:
         if not live:
             return
         try:
-            if len(live) == 1:
-                merged = live[0].rows
-            else:
-                merged = pd.concat([p.rows for p in live], ignore_index=True)
+            merged = self.merge([p.rows for p in live])
             prediction = await loop.run_in_executor(self._executor, self.predict, merged)
         except Exception as exc:
             if len(live) == 1:
@@ -150,7 +158,7 @@ class Batcher:
             return
         start = 0
         for pending in live:
-            stop = start + len(pending.rows)
+            stop = start + pending.n
             part = Prediction(
                 prediction.predicted[start:stop],
                 None if prediction.proba is None else prediction.proba[start:stop],

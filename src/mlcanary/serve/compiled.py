@@ -25,14 +25,14 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from mlcanary.serve.runtime import NativeRuntime, Prediction
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
 
 TOLERANCE = 1e-9
 
-Block = Callable[[pd.DataFrame], np.ndarray]
+Block = Callable[[Rows], np.ndarray]
 """Raw rows -> one block of model features (n, k)."""
 
 
@@ -57,11 +57,11 @@ class CompiledRuntime:
         ]
         self.score = _estimator(model[-1])
 
-    def features(self, rows: pd.DataFrame) -> np.ndarray:
+    def features(self, rows: Rows) -> np.ndarray:
         blocks = [block(rows) for block in self.blocks]
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
-    def predict(self, rows: pd.DataFrame) -> Prediction:
+    def predict(self, rows: Rows) -> Prediction:
         out = self.score(self.features(rows))
         if self.classes is None:
             return Prediction(out, None)
@@ -112,7 +112,7 @@ def _branch(steps: Any, columns: list[str]) -> Block:
         raise Unsupported(f"step {type(first).__name__}")
     funcs = [_step(step) for _, step in chain[1:]]
 
-    def block(rows: pd.DataFrame) -> np.ndarray:
+    def block(rows: Rows) -> np.ndarray:
         values = source(rows)
         for func in funcs:
             values = func(values)
@@ -195,7 +195,9 @@ def _target(step: TargetEncoder) -> Callable[[np.ndarray], np.ndarray]:
     return encode
 
 
-def _floats(rows: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _floats(rows: Rows, columns: list[str]) -> np.ndarray:
+    if not isinstance(rows, pd.DataFrame):
+        return np.column_stack([_float_array(rows[name]) for name in columns])
     selected = rows[columns]
     if all(dtype.kind == "f" for dtype in selected.dtypes):  # the common case, in one copy
         return selected.to_numpy(dtype=np.float64)
@@ -209,12 +211,31 @@ def _floats(rows: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return out
 
 
-def _texts(rows: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    return AsText().fit(rows[columns]).transform(rows[columns])
+def _float_array(values: Any) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64)
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    frame = pd.DataFrame({"x": values})
+    return np.asarray(ToFloat().fit(frame).transform(frame)[:, 0])
 
 
-def _dates(rows: pd.DataFrame, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
-    return DatetimeParts(parts).fit(rows[columns]).transform(rows[columns])
+def _texts(rows: Rows, columns: list[str]) -> np.ndarray:
+    frame = _frame(rows, columns)
+    return np.asarray(AsText().fit(frame).transform(frame))
+
+
+def _dates(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
+    frame = _frame(rows, columns)
+    return np.asarray(DatetimeParts(parts).fit(frame).transform(frame))
+
+
+def _frame(rows: Rows, columns: list[str]) -> pd.DataFrame:
+    if isinstance(rows, pd.DataFrame):
+        return rows[columns]
+    return pd.DataFrame({name: rows[name] for name in columns}, copy=False)
 
 
 def _missing(X: np.ndarray) -> np.ndarray:

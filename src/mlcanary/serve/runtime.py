@@ -7,6 +7,7 @@ for a batch as for its rows one by one (the contract tests check it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,10 +25,14 @@ class Prediction:
     proba: np.ndarray | None
 
 
+Rows = pd.DataFrame | Mapping[str, Any]
+"""A batch: a DataFrame, or one array per signature column (what validation gives)."""
+
+
 class Runtime(Protocol):
     kind: str
 
-    def predict(self, rows: pd.DataFrame) -> Prediction: ...
+    def predict(self, rows: Rows) -> Prediction: ...
 
 
 class NativeRuntime:
@@ -48,7 +53,9 @@ class NativeRuntime:
         if classes is not None and all(isinstance(c, int | np.integer) for c in classes):
             self.classes = np.asarray(classes, dtype=np.int64)
 
-    def predict(self, rows: pd.DataFrame) -> Prediction:
+    def predict(self, rows: Rows) -> Prediction:
+        if not isinstance(rows, pd.DataFrame):
+            rows = pd.DataFrame(rows, copy=False)
         if self.classes is None:
             return Prediction(np.asarray(self.model.predict(rows), dtype=np.float64), None)
         proba = np.asarray(self.model.predict_proba(rows), dtype=np.float64)

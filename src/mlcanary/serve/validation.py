@@ -65,10 +65,22 @@ class _Column:
     values: np.ndarray
 
 
+Columns = dict[str, ArrayLike]
+"""Validated rows as one array per signature column: cheaper to build and merge than a
+DataFrame, which is made once per batch, only for runtimes that need one."""
+
+
 def rows_from_tensors(
     inputs: Sequence[Tensor], signature: Signature, unseen: Unseen = "reject"
 ) -> pd.DataFrame:
-    """The request's rows with every signature column, used or not, in signature order.
+    """The request's rows with every signature column, used or not, in signature order."""
+    return as_frame(columns_from_tensors(inputs, signature, unseen))
+
+
+def columns_from_tensors(
+    inputs: Sequence[Tensor], signature: Signature, unseen: Unseen = "reject"
+) -> Columns:
+    """Every signature column, used or not, in signature order, checked.
 
     Inputs have unique names (``parse_request`` ensures it). An empty batch is refused:
     it would reach the model as a shape error instead of an answer.
@@ -78,10 +90,29 @@ def rows_from_tensors(
     else:
         columns = _match_columns(inputs, signature)
     _check_row_counts(columns)
-    return pd.DataFrame(
-        {spec.name: _checked(spec, columns[spec.name], unseen) for spec in signature.columns},
-        copy=False,  # every column is a fresh array already
-    )
+    return {spec.name: _checked(spec, columns[spec.name], unseen) for spec in signature.columns}
+
+
+def as_frame(columns: Columns) -> pd.DataFrame:
+    return pd.DataFrame(columns, copy=False)  # every column is a fresh array already
+
+
+def merge_columns(parts: Sequence[Columns]) -> Columns:
+    """Stack several requests' columns into one batch, column by column."""
+    if len(parts) == 1:
+        return parts[0]
+    out: Columns = {}
+    for name, first in parts[0].items():
+        arrays = [part[name] for part in parts]
+        if isinstance(first, np.ndarray):
+            out[name] = np.concatenate(arrays)  # type: ignore[arg-type]
+        else:
+            out[name] = type(first)._concat_same_type(arrays)  # type: ignore[attr-defined]
+    return out
+
+
+def row_count(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
 
 
 def _is_matrix(inputs: Sequence[Tensor], signature: Signature) -> bool:
