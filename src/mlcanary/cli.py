@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from mlcanary.errors import MlcanaryError
+from mlcanary.tables import metrics_table, versions_table
 
 app = typer.Typer(
     name="mlcanary",
@@ -82,7 +82,7 @@ def train(
     report = settings.reports_dir / f"{spec.model_name}-v{version.version}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(html, encoding="utf-8")
-    out.print(_metrics_table(result))
+    out.print(metrics_table(result))
     out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
     if result.threshold is not None:
         t = result.threshold
@@ -120,7 +120,7 @@ def models(
         out.print(f"no models registered yet in {settings.registry_uri}")
         return
     for n, versions in listing.items():
-        out.print(_versions_table(n, versions))
+        out.print(versions_table(n, versions))
 
 
 @app.command()
@@ -199,57 +199,6 @@ def demo() -> None:
     from mlcanary.demo import run_demo
 
     run_demo(Settings(), out, err)
-
-
-def _metrics_table(result: Any) -> Table:
-    from mlcanary.train.metrics import LOWER_IS_BETTER
-
-    table = Table(title=f"{result.spec.model_name}: {result.plan} cross-validation")
-    for column in ("metric", f"{result.spec.model} (mean ± std)", "linear", "baseline"):
-        table.add_column(column, justify="right" if column != "metric" else "left")
-    for metric, (mean, std) in result.metrics.items():
-        arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
-        table.add_row(
-            f"{metric} {arrow}",
-            f"{mean:.4f} ± {std:.4f}",
-            f"{result.linear[metric][0]:.4f}",
-            f"{result.baseline[metric][0]:.4f}",
-        )
-    return table
-
-
-def _versions_table(name: str, versions: list[Any]) -> Table:
-    keys = sorted({k for v in versions for k in v.metrics}, key=_metric_order)
-    table = Table(title=name)
-    for column in ("version", "aliases", "created", "model", *keys):
-        table.add_column(column)
-    for v in versions:
-        table.add_row(
-            str(v.version),
-            ", ".join(sorted(v.aliases)),
-            v.created.strftime("%Y-%m-%d %H:%M"),
-            v.tags.get("mlcanary.model", ""),
-            *(f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in keys),
-        )
-    return table
-
-
-_ORDER = (
-    "roc_auc",
-    "average_precision",
-    "log_loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "rmse",
-    "mae",
-    "r2",
-)
-
-
-def _metric_order(name: str) -> int:
-    return _ORDER.index(name) if name in _ORDER else len(_ORDER)
 
 
 def main() -> None:

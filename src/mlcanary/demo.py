@@ -69,6 +69,7 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     """Generate the data, train a champion, and show where everything went."""
     from mlcanary.progress import Steps
     from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.tables import metrics_table
     from mlcanary.train.fit import train
     from mlcanary.train.publish import publish
     from mlcanary.train.report import render_report
@@ -92,9 +93,7 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     report = settings.reports_dir / f"{DEMO_NAME}-v{version.version}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(html, encoding="utf-8")
-    from mlcanary.cli import _metrics_table
-
-    out.print(_metrics_table(result))
+    out.print(metrics_table(result))
     out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
     top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:4]
     out.print("what the model uses most: " + ", ".join(f"{c} {s:.0%}" for c, s in top))

@@ -16,5 +16,18 @@ V2Datatype = Literal["FP64", "INT64", "BOOL", "BYTES"]
 
 Alias = Literal["champion", "challenger"]
 
+CLASSIFICATION_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRIC_NAMES = CLASSIFICATION_METRICS + REGRESSION_METRICS
+"""Metric names, as scikit-learn's scorers call them, in the order tables show them."""
+
 MODEL_FAMILIES: tuple[ModelFamily, ...] = ("lightgbm", "logistic", "random-forest")
 TASKS: tuple[Task, ...] = ("classification", "regression")

@@ -24,7 +24,7 @@ from typing import Any
 
 from mlcanary.config import Settings
 from mlcanary.errors import NotFound
-from mlcanary.types import Alias
+from mlcanary.types import METRIC_NAMES, Alias
 
 log = logging.getLogger(__name__)
 
@@ -257,20 +257,7 @@ class ModelRegistry:
                 log.warning("could not undo part of a failed registration of %s", name)
 
 
-_SCORER_NAMES = frozenset(
-    {
-        "roc_auc",
-        "average_precision",
-        "log_loss",
-        "accuracy",
-        "f1",
-        "precision",
-        "recall",
-        "rmse",
-        "mae",
-        "r2",
-    }
-)
+_SCORER_NAMES = frozenset(METRIC_NAMES)
 
 
 def _mlflow_signature(example: Any) -> Any:

@@ -16,16 +16,6 @@ from sklearn import metrics as skm
 
 from mlcanary.types import Task
 
-CLASSIFICATION_METRICS = (
-    "roc_auc",
-    "average_precision",
-    "log_loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-)
-REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 
