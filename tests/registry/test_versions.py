@@ -61,7 +61,7 @@ def test_version_bundle_holds_signature_profile_and_report(home: Path, tmp_path:
     result = fit(path, home, name="iris")
     registry = ModelRegistry(Settings(home=home))
     publish(result, registry, "<html>report</html>")
-    root = registry.download("iris", "champion")
+    root = registry.download("iris", "champion", tmp_path / "download")
     bundle = root / "mlcanary"
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
         [

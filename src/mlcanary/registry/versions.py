@@ -178,12 +178,14 @@ class ModelRegistry:
         """The fitted pipeline of a version, through MLflow's scikit-learn loader."""
         import mlflow.sklearn
 
-        return mlflow.sklearn.load_model(str(self.download(name, ref)))
+        with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-") as tmp:
+            return mlflow.sklearn.load_model(str(self.download(name, ref, Path(tmp))))
 
     def bundle(self, name: str, ref: int | str, filename: str) -> Any:
         """One JSON file of a version's ``mlcanary/`` bundle, parsed."""
-        path = self.download(name, ref) / BUNDLE_DIR / filename
-        return json.loads(path.read_text(encoding="utf-8"))
+        with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-") as tmp:
+            path = self.download(name, ref, Path(tmp)) / BUNDLE_DIR / filename
+            return json.loads(path.read_text(encoding="utf-8"))
 
     # -- internals ---------------------------------------------------------------------------
 

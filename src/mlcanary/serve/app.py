@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -101,6 +102,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Imports and models leave millions of long-lived objects; without this, every
+        # full collection walks them all (a pause of ~100 ms, seen as p99 latency).
+        gc.collect()
+        gc.freeze()
         for model in repository.models.values():
             model.batcher = make_batcher(model)
             model.batcher.start()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcanary.errors import NotFound
-from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
+from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry, VersionInfo
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.compiled import verified
 from mlcanary.serve.runtime import Runtime
@@ -58,12 +59,17 @@ class ModelRepository:
 
     def load_version(self, name: str, version: int) -> ServedModel:
         """Download, load and check one version: it must answer its own reference rows."""
+        start = time.perf_counter()
+        info = self.registry.version(name, version)
+        with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-v{version}-") as tmp:
+            root = self.registry.download(name, version, Path(tmp))
+            return self._load_from(name, info, root, start)
+
+    def _load_from(self, name: str, info: VersionInfo, root: Path, start: float) -> ServedModel:
+        """Load everything into memory, so the downloaded copy can be deleted after."""
         import mlflow.sklearn
         import pandas as pd
 
-        start = time.perf_counter()
-        info = self.registry.version(name, version)
-        root = Path(self.registry.download(name, info.version))
         bundle = root / BUNDLE_DIR
         signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
         pipeline = mlflow.sklearn.load_model(str(root))
@@ -72,7 +78,7 @@ class ModelRepository:
         runtime, why = verified(pipeline, signature, reference)
         check = runtime.predict(reference)
         if len(check.predicted) != len(reference):
-            raise RuntimeError(f"model '{name}' version {version}: failed its load check")
+            raise RuntimeError(f"model '{name}' version {info.version}: failed its load check")
         seconds = time.perf_counter() - start
         log.info("loaded %s version %s in %.2f s: %s", name, info.version, seconds, why)
         return ServedModel(name, info.version, signature, runtime, seconds, info.aliases, why)
