@@ -61,13 +61,19 @@ def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while in_flight(running.url) < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert in_flight(running.url) >= 1, "no request was in flight"
+        held = in_flight(running.url)
+        assert held >= 1, "no request was in flight"
         running.proc.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(timeout=120)
         # uvicorn drains, then re-raises the signal it caught, so the status is -SIGTERM.
         assert running.proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    assert answers == [200] * IN_FLIGHT, answers
+    # Every request the app held at the signal is answered; one whose connection was not
+    # yet read may be refused, as uvicorn stops reading new requests first.
+    assert answers.count(200) >= held, (held, answers)
+    assert all(
+        a == 200 or a in ("ConnectionResetError", "RemoteDisconnected", "URLError") for a in answers
+    ), answers
 
 
 def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
