@@ -70,18 +70,9 @@ def train(
         promote=promote,
         seed=settings.seed,
     )
-    from mlcanary.registry.versions import ModelRegistry
-    from mlcanary.train.fit import train as fit
-    from mlcanary.train.publish import publish
-    from mlcanary.train.report import render_report
+    from mlcanary.train.publish import train_and_register
 
-    result = fit(spec, settings, Steps(err))
-    html = render_report(result, title=spec.model_name)
-    registry = ModelRegistry(settings)
-    version = publish(result, registry, html)
-    report = settings.reports_dir / f"{spec.model_name}-v{version.version}.html"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(html, encoding="utf-8")
+    result, version, report = train_and_register(spec, settings, Steps(err))
     out.print(metrics_table(result))
     out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
     if result.threshold is not None:

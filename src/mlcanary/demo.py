@@ -68,11 +68,8 @@ def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
 def run_demo(settings: Settings, out: Console, err: Console) -> None:
     """Generate the data, train a champion, and show where everything went."""
     from mlcanary.progress import Steps
-    from mlcanary.registry.versions import ModelRegistry
     from mlcanary.tables import metrics_table
-    from mlcanary.train.fit import train
-    from mlcanary.train.publish import publish
-    from mlcanary.train.report import render_report
+    from mlcanary.train.publish import train_and_register
     from mlcanary.train.spec import TrainSpec
 
     data_dir = settings.home / "demo"
@@ -87,12 +84,7 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     )
     out.print(Rule("2. train: LightGBM, 5-fold CV, beside a majority baseline and a linear model"))
     spec = TrainSpec.parse(data=path, target="churned", name=DEMO_NAME, seed=settings.seed)
-    result = train(spec, settings, Steps(err))
-    html = render_report(result, title=DEMO_NAME)
-    version = publish(result, ModelRegistry(settings), html)
-    report = settings.reports_dir / f"{DEMO_NAME}-v{version.version}.html"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(html, encoding="utf-8")
+    result, version, report = train_and_register(spec, settings, Steps(err))
     out.print(metrics_table(result))
     out.print(f"[bold]{result.diagnosis.verdict}[/]: {result.diagnosis.reason}")
     top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:4]

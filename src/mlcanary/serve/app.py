@@ -190,11 +190,8 @@ def create_app(
 
     async def infer(request: Request) -> Response:
         model = _model(request)
-        model.active += 1  # held: a swap retires this version only when no request holds it
-        try:
+        with model.held():
             return await _infer(request, model)
-        finally:
-            model.active -= 1
 
     async def _infer(request: Request, model: ServedModel) -> Response:
         body = await _body(request, settings.max_request_bytes)
@@ -223,11 +220,8 @@ def create_app(
         if not name.endswith(":predict"):
             raise NotFound(f"route '{request.url.path}': expected /v1/models/NAME:predict")
         model = repository.get(name.removesuffix(":predict"))
-        model.active += 1
-        try:
+        with model.held():
             return await _predict_v1(request, model)
-        finally:
-            model.active -= 1
 
     async def _predict_v1(request: Request, model: ServedModel) -> Response:
         body = await _body(request, settings.max_request_bytes)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,15 @@ class ServedModel:
     """Set while the server runs: requests go through it to ``runtime``."""
     active: int = 0
     """Requests holding this version; a swapped-out version is retired when it reaches 0."""
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[ServedModel]:
+        """Hold this version for one request (the event loop is the only writer)."""
+        self.active += 1
+        try:
+            yield self
+        finally:
+            self.active -= 1
 
 
 class ModelRepository:

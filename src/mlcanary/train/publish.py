@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlcanary.config import Settings
+from mlcanary.progress import Steps
 from mlcanary.registry.versions import ModelRegistry, VersionInfo
 from mlcanary.train.fit import TrainResult
+from mlcanary.train.spec import TrainSpec
 
 BUNDLE_FILES = (
     "signature.json",
@@ -76,6 +80,22 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
         input_example=example,
         promote=spec.promote,
     )
+
+
+def train_and_register(
+    spec: TrainSpec, settings: Settings, steps: Steps
+) -> tuple[TrainResult, VersionInfo, Path]:
+    """Train, render the report, register the version, and write the report under home."""
+    from mlcanary.train.fit import train
+    from mlcanary.train.report import render_report
+
+    result = train(spec, settings, steps)
+    html = render_report(result, title=spec.model_name)
+    version = publish(result, ModelRegistry(settings), html)
+    report = settings.reports_dir / f"{spec.model_name}-v{version.version}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(html, encoding="utf-8")
+    return result, version, report
 
 
 def metrics_document(result: TrainResult) -> dict[str, Any]:
