@@ -91,6 +91,20 @@ def running_server(
             proc.kill()
 
 
+def registered_churn(tmp_path: Path, rows: int, seed: int, versions: int = 1) -> Path:
+    """A home whose registry holds ``versions`` versions of a logistic churn model."""
+    home = tmp_path / "home"
+    data = tmp_path / "churn.csv"
+    make_churn(rows, seed=seed).to_csv(data, index=False)
+    settings = Settings(home=home)
+    spec = TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3)
+    result = train(spec, settings)
+    registry = ModelRegistry(settings)
+    for _ in range(versions):  # the first is champion, later ones challengers
+        publish(result, registry, "<html></html>")
+    return home
+
+
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("serve") / "home"

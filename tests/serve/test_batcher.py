@@ -38,6 +38,14 @@ def frame(*ids: int) -> pd.DataFrame:
     return pd.DataFrame({"id": list(ids)})
 
 
+async def occupied(batcher: Batcher, recorder: Recorder) -> asyncio.Future[Prediction]:
+    """Hold the predictor inside a first one-row batch; return that request's future."""
+    recorder.release.clear()
+    first = asyncio.ensure_future(batcher.submit(frame(0)))
+    await asyncio.get_running_loop().run_in_executor(None, recorder.entered.wait)
+    return first
+
+
 async def started(recorder: Recorder, **options: int) -> Batcher:
     batcher = Batcher(recorder, **options)  # type: ignore[arg-type]
     batcher.start()
@@ -60,9 +68,7 @@ def test_requests_queued_while_busy_merge_and_split_back() -> None:
     async def scenario() -> None:
         recorder = Recorder()
         batcher = await started(recorder)
-        recorder.release.clear()
-        first = asyncio.ensure_future(batcher.submit(frame(0)))
-        await asyncio.get_running_loop().run_in_executor(None, recorder.entered.wait)
+        first = await occupied(batcher, recorder)
         rest = [asyncio.ensure_future(batcher.submit(frame(i, i + 1000))) for i in range(1, 41)]
         await asyncio.sleep(0.05)
         recorder.release.set()
@@ -81,9 +87,7 @@ def test_max_batch_size_caps_each_batch() -> None:
     async def scenario() -> None:
         recorder = Recorder()
         batcher = await started(recorder, max_batch_size=10)
-        recorder.release.clear()
-        first = asyncio.ensure_future(batcher.submit(frame(0)))
-        await asyncio.get_running_loop().run_in_executor(None, recorder.entered.wait)
+        first = await occupied(batcher, recorder)
         rest = [asyncio.ensure_future(batcher.submit(frame(i, i, i))) for i in range(1, 11)]
         await asyncio.sleep(0.05)
         recorder.release.set()
@@ -99,9 +103,7 @@ def test_one_bad_request_does_not_fail_its_batch() -> None:
     async def scenario() -> None:
         recorder = Recorder()
         batcher = await started(recorder)
-        recorder.release.clear()
-        first = asyncio.ensure_future(batcher.submit(frame(0)))
-        await asyncio.get_running_loop().run_in_executor(None, recorder.entered.wait)
+        first = await occupied(batcher, recorder)
         good = [asyncio.ensure_future(batcher.submit(frame(i))) for i in (1, 2, 3)]
         bad = asyncio.ensure_future(batcher.submit(frame(-1)))
         await asyncio.sleep(0.05)
@@ -123,9 +125,7 @@ def test_a_full_queue_refuses_instead_of_waiting() -> None:
     async def scenario() -> None:
         recorder = Recorder()
         batcher = await started(recorder, max_queue_rows=5)
-        recorder.release.clear()
-        first = asyncio.ensure_future(batcher.submit(frame(0)))
-        await asyncio.get_running_loop().run_in_executor(None, recorder.entered.wait)
+        first = await occupied(batcher, recorder)
         queued = asyncio.ensure_future(batcher.submit(frame(1, 2, 3, 4, 5)))
         await asyncio.sleep(0.01)
         with pytest.raises(Unavailable, match="overloaded"):

@@ -12,13 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlcanary.config import Settings
 from mlcanary.demo import make_churn
-from mlcanary.registry.versions import ModelRegistry
-from mlcanary.train.fit import train
-from mlcanary.train.publish import publish
-from mlcanary.train.spec import TrainSpec
-from tests.serve.conftest import running_server
+from tests.serve.conftest import registered_churn, running_server
 from tests.serve.test_swap import request_body
 
 IN_FLIGHT = 3
@@ -33,12 +28,7 @@ def in_flight(url: str) -> float:
 
 
 def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    data = tmp_path / "churn.csv"
-    make_churn(1500, seed=4).to_csv(data, index=False)
-    settings = Settings(home=home)
-    spec = TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3)
-    publish(train(spec, settings), ModelRegistry(settings), "<html></html>")
+    home = registered_churn(tmp_path, 1500, seed=4)
     rows = make_churn(BIG_ROWS, seed=5).drop(columns=["churned"])
     body = request_body(pd.DataFrame(rows))
     answers: list[int | str] = []
@@ -77,12 +67,7 @@ def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
 
 
 def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    data = tmp_path / "churn.csv"
-    make_churn(800, seed=6).to_csv(data, index=False)
-    settings = Settings(home=home)
-    spec = TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3)
-    publish(train(spec, settings), ModelRegistry(settings), "<html></html>")
+    home = registered_churn(tmp_path, 800, seed=6)
     body = request_body(make_churn(3, seed=7).drop(columns=["churned"]))
     with running_server(home, ["churn"], options=("--workers", "2")) as running:
         for _ in range(6):

@@ -11,12 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlcanary.config import Settings
-from mlcanary.demo import make_churn
 from mlcanary.registry.versions import ModelRegistry
-from mlcanary.train.fit import train
-from mlcanary.train.publish import publish
-from mlcanary.train.spec import TrainSpec
-from tests.serve.conftest import running_server
+from tests.serve.conftest import registered_churn, running_server
 
 CLIENTS = 4
 SWAP_TIMEOUT = 60.0
@@ -36,18 +32,9 @@ def request_body(rows: pd.DataFrame) -> bytes:
 
 
 def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    data = tmp_path / "churn.csv"
-    make_churn(1500, seed=2).to_csv(data, index=False)
-    settings = Settings(home=home)
-    result = train(
-        TrainSpec.parse(data=data, target="churned", name="churn", model="logistic", folds=3),
-        settings,
-    )
-    registry = ModelRegistry(settings)
-    for _ in range(3):
-        publish(result, registry, "<html></html>")  # versions 1 (champion), 2 and 3
-    body = request_body(pd.read_csv(data).drop(columns=["churned"]).head(4))
+    home = registered_churn(tmp_path, 1500, seed=2, versions=3)  # 1 champion; 2, 3 waiting
+    registry = ModelRegistry(Settings(home=home))
+    body = request_body(pd.read_csv(tmp_path / "churn.csv").drop(columns=["churned"]).head(4))
     outcomes: list[list[tuple[int, str]]] = [[] for _ in range(CLIENTS)]
     stop = threading.Event()
 

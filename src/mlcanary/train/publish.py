@@ -15,15 +15,6 @@ from mlcanary.registry.versions import ModelRegistry, VersionInfo
 from mlcanary.train.fit import TrainResult
 from mlcanary.train.spec import TrainSpec
 
-BUNDLE_FILES = (
-    "signature.json",
-    "profile.json",
-    "reference.parquet",
-    "metrics.json",
-    "report.html",
-    "spec.json",
-)
-
 
 def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> VersionInfo:
     """Register ``result`` under its spec's model name; alias per the spec's ``promote``."""
