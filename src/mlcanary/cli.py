@@ -162,8 +162,9 @@ def predict(
     from mlcanary.config import Settings
     from mlcanary.progress import Steps
     from mlcanary.registry.versions import ModelRegistry
-    from mlcanary.serve.batch import check_columns, score_frame, write_table
+    from mlcanary.serve.batch import score_frame, write_table
     from mlcanary.serve.repository import ModelRepository
+    from mlcanary.serve.validation import check_columns
     from mlcanary.train.data import read_table
 
     settings = Settings()

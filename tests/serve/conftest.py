@@ -34,6 +34,7 @@ class Server:
     """Rows as read from the training file, without the target."""
     pipeline: Any
     """The registered pipeline, loaded back in this process."""
+    log: Path
 
 
 @dataclass
@@ -71,7 +72,7 @@ def running_server(
     port = free_port()
     environment = {**os.environ, "MLCANARY_HOME": str(home), **env}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    log = home.parent / "server.log"
+    log = home.parent / f"server-{port}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcanary", "serve", *names, "--port", str(port), *options],
@@ -120,4 +121,4 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(home, ["churn"], MLCANARY_MAX_REQUEST_BYTES=str(2**20)) as running:
         rows = pd.read_csv(path).drop(columns=["churned"])
         url = running.url
-        yield Server(url, int(url.rsplit(":", 1)[1]), home, rows, pipeline)
+        yield Server(url, int(url.rsplit(":", 1)[1]), home, rows, pipeline, running.log)

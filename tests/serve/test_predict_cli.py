@@ -20,7 +20,8 @@ def test_predict_writes_labels_and_probabilities(server: Server, tmp_path: Path)
     scored = pd.read_parquet(out)
     assert list(scored.columns[-3:]) == ["predict", "probability_0", "probability_1"]
     expected = server.pipeline.predict_proba(server.rows.head(300))
-    np.testing.assert_allclose(scored[["probability_0", "probability_1"]], expected, atol=1e-12)
+    # The fastest verified runtime scores the file: ONNX's float32 bound is the loosest.
+    np.testing.assert_allclose(scored[["probability_0", "probability_1"]], expected, atol=1e-5)
     np.testing.assert_array_equal(scored["predict"], server.pipeline.predict(server.rows.head(300)))
 
 

@@ -10,13 +10,14 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.app import metadata
 from mlcanary.serve.batch import tensors_from_frame
 from mlcanary.serve.compiled import CompiledRuntime
+from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.outputs import outputs_for
 from mlcanary.serve.repository import ModelRepository, ServedModel
 from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import rows_from_tensors
 from tests.serve.conftest import Server
 
-RUNTIMES = {"native": NativeRuntime, "compiled": CompiledRuntime}
+RUNTIMES = {"native": NativeRuntime, "compiled": CompiledRuntime, "onnx": OnnxRuntime}
 
 
 @pytest.fixture(scope="module", params=sorted(RUNTIMES))
@@ -28,10 +29,12 @@ def model(request: pytest.FixtureRequest, server: Server) -> ServedModel:
     return loaded
 
 
-def test_the_server_chose_the_compiled_runtime(server: Server) -> None:
+def test_the_server_chose_a_verified_fast_runtime(server: Server) -> None:
     repository = ModelRepository(ModelRegistry(Settings(home=server.home)), ["churn"])
     repository.load()
-    assert repository.get("churn").runtime.kind == "compiled"
+    loaded = repository.get("churn")
+    assert loaded.runtime.kind in ("compiled", "onnx")
+    assert loaded.runtime_note.startswith(f"{loaded.runtime.kind} runtime")
 
 
 def test_batch_equals_row_by_row(model: ServedModel, server: Server) -> None:

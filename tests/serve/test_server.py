@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import tritonclient.http as triton
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serve.conftest import Server
+from tests.serve.conftest import Server, running_server
 
 INTEGER_COLUMNS = {"tenure_months", "support_calls"}
 NUMERIC_COLUMNS = {"monthly_charges", "data_usage_gb"}
@@ -53,9 +55,25 @@ def triton_inputs(rows: pd.DataFrame, binary: bool) -> list[triton.InferInput]:
     return inputs
 
 
+TOLERANCE = {"native": 1e-6, "onnx": 1e-5}
+"""Largest probability difference from the in-memory pipeline, per forced runtime."""
+
+
+@pytest.fixture(scope="module", params=sorted(TOLERANCE))
+def forced(request: pytest.FixtureRequest, server: Server) -> Iterator[tuple[str, Server]]:
+    """The same model served by a second process with one runtime forced."""
+    with running_server(server.home, ["churn"], MLCANARY_RUNTIME=request.param) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        yield request.param, dataclasses.replace(server, url=running.url, port=port)
+
+
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_tritonclient_gets_the_pipeline_probabilities(server: Server, binary: bool) -> None:
+def test_tritonclient_gets_the_pipeline_probabilities(
+    forced: tuple[str, Server], binary: bool
+) -> None:
+    runtime, server = forced
     client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+    assert client.get_model_metadata("churn")["parameters"]["runtime"] == runtime
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("churn")
     rows = server.rows.head(200)
     outputs = [
@@ -63,7 +81,8 @@ def test_tritonclient_gets_the_pipeline_probabilities(server: Server, binary: bo
     ]
     result = client.infer("churn", triton_inputs(rows, binary), outputs=outputs, request_id="r-1")
     expected = server.pipeline.predict_proba(rows)
-    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=0, atol=1e-6)
+    got = result.as_numpy("probabilities")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[runtime])
     np.testing.assert_array_equal(result.as_numpy("predict"), server.pipeline.predict(rows))
     assert result.get_response()["id"] == "r-1"
     assert result.get_response()["model_version"] == "1"
@@ -299,7 +318,7 @@ def test_metrics_and_json_access_log(server: Server) -> None:
         assert name in text
     lines = [
         json.loads(line)
-        for line in (server.home.parent / "server.log").read_text().splitlines()
+        for line in server.log.read_text().splitlines()
         if line.startswith("{")
     ]
     access = [line for line in lines if line["logger"] == "mlcanary.access"]

@@ -5,43 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mlcanary.errors import InvalidInput
 from mlcanary.serve.repository import ServedModel
-from mlcanary.serve.tensors import Tensor
-from mlcanary.serve.validation import Unseen, rows_from_tensors
-from mlcanary.signature import Signature
+from mlcanary.serve.validation import Unseen, rows_from_tensors, tensors_from_frame
 
 CHUNK_ROWS = 10_000
-
-
-def check_columns(frame: pd.DataFrame, signature: Signature) -> None:
-    """Refuse a table that lacks any column the model was trained on."""
-    missing = [c.name for c in signature.columns if c.name not in frame.columns]
-    if missing:
-        raise InvalidInput(
-            f"data: missing columns {missing}; expected every column the model was trained on"
-        )
-
-
-def tensors_from_frame(frame: pd.DataFrame, signature: Signature) -> list[Tensor]:
-    """One tensor per signature column, typed as a client would send the file's values."""
-    check_columns(frame, signature)
-    tensors = []
-    for spec in signature.columns:
-        column = frame[spec.name]
-        n = len(column)
-        if pd.api.types.is_bool_dtype(column) and not column.isna().any():
-            tensors.append(Tensor(spec.name, "BOOL", [n], column.to_numpy(dtype=bool)))
-        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            tensors.append(Tensor(spec.name, "FP64", [n], values))
-        else:
-            texts = [None if pd.isna(v) else str(v).encode() for v in column.tolist()]
-            tensors.append(Tensor(spec.name, "BYTES", [n], np.array(texts, dtype=object)))
-    return tensors
 
 
 def score_frame(

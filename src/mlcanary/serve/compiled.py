@@ -7,9 +7,9 @@ encoding are dictionary lookups, the model is ``Booster.predict``. This runtime 
 the fitted parameters out of each step once, at load, and applies them with NumPy.
 
 Only steps it knows are compiled; anything else raises ``Unsupported`` and the server
-keeps the native runtime. A compiled runtime is used only after it reproduces the
+keeps another runtime. A compiled runtime is used only after it reproduces the
 native pipeline's scores on the version's reference sample (max abs difference
-``TOLERANCE``): it is an optimisation, never a second opinion.
+``TOLERANCE``, see ``choice``): it is an optimisation, never a second opinion.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.arrays.masked import BaseMaskedArray
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlcanary.serve.dates import calendar_parts
 from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
@@ -70,28 +72,6 @@ class CompiledRuntime:
         else:
             index = out.argmax(axis=1)
         return Prediction(self.classes[index], out)
-
-
-def verified(pipeline: Any, signature: Signature, reference: pd.DataFrame) -> tuple[Any, str]:
-    """The compiled runtime if it compiles and matches the native one, else the native one.
-
-    Returns the runtime and a sentence saying which and why, for metadata and logs.
-    """
-    native = NativeRuntime(pipeline, signature)
-    try:
-        compiled = CompiledRuntime(pipeline, signature)
-    except Unsupported as exc:
-        return native, f"native runtime ({exc})"
-    expected, got = native.predict(reference), compiled.predict(reference)
-    a = expected.proba if expected.proba is not None else expected.predicted
-    b = got.proba if got.proba is not None else got.predicted
-    diff = float(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float)))) if len(a) else 0.0
-    if diff > TOLERANCE or not np.array_equal(expected.predicted, got.predicted):
-        return native, f"native runtime (compiled differed by {diff:.2e} on the reference rows)"
-    return (
-        compiled,
-        f"compiled runtime (max abs difference {diff:.1e} on {len(reference)} reference rows)",
-    )
 
 
 # -- preprocessing --------------------------------------------------------------------------
@@ -197,7 +177,7 @@ def _target(step: TargetEncoder) -> Callable[[np.ndarray], np.ndarray]:
 
 def _floats(rows: Rows, columns: list[str]) -> np.ndarray:
     if not isinstance(rows, pd.DataFrame):
-        return np.column_stack([_float_array(rows[name]) for name in columns])
+        return np.column_stack([float_column(rows[name]) for name in columns])
     selected = rows[columns]
     if all(dtype.kind == "f" for dtype in selected.dtypes):  # the common case, in one copy
         return selected.to_numpy(dtype=np.float64)
@@ -211,11 +191,15 @@ def _floats(rows: Rows, columns: list[str]) -> np.ndarray:
     return out
 
 
-def _float_array(values: Any) -> np.ndarray:
+def float_column(values: Any) -> np.ndarray:
+    """One column as float64, read exactly as ``ToFloat`` reads it."""
     if isinstance(values, np.ndarray) and values.dtype == np.float64:
         return values
     if isinstance(values, np.ndarray):
         return values.astype(np.float64)
+    if isinstance(values, BaseMaskedArray):  # nullable integers and booleans, as validated
+        data, mask = values._data, values._mask  # type: ignore[attr-defined]
+        return np.where(mask, np.nan, data.astype(np.float64))
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
         return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
     frame = pd.DataFrame({"x": values})
@@ -228,8 +212,7 @@ def _texts(rows: Rows, columns: list[str]) -> np.ndarray:
 
 
 def _dates(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
-    frame = _frame(rows, columns)
-    return np.asarray(DatetimeParts(parts).fit(frame).transform(frame))
+    return np.hstack([calendar_parts(rows[name], parts) for name in columns])
 
 
 def _frame(rows: Rows, columns: list[str]) -> pd.DataFrame:

@@ -14,14 +14,14 @@ from pathlib import Path
 from mlcanary.errors import NotFound
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry, VersionInfo
 from mlcanary.serve.batcher import Batcher
-from mlcanary.serve.compiled import verified
+from mlcanary.serve.choice import choose
 from mlcanary.serve.runtime import Runtime
 from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
 VERIFY_ROWS = 1000
-"""Reference rows a freshly loaded version must predict (and the compiled runtime match)."""
+"""Reference rows a freshly loaded version must predict (and a faster runtime match)."""
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ServedModel:
     load_seconds: float
     aliases: list[str] = field(default_factory=list)
     runtime_note: str = ""
-    """Which runtime serves and why (the compiled one only after matching the native one)."""
+    """Which runtime serves and why (a faster one only after matching the native one)."""
     batcher: Batcher | None = None
     """Set while the server runs: requests go through it to ``runtime``."""
     active: int = 0
@@ -86,7 +86,7 @@ class ModelRepository:
         pipeline = mlflow.sklearn.load_model(str(root))
         reference = pd.read_parquet(bundle / "reference.parquet").head(VERIFY_ROWS)
         reference = reference[[c.name for c in signature.columns]]
-        runtime, why = verified(pipeline, signature, reference)
+        runtime, why = choose(pipeline, signature, reference, self.registry.settings.runtime)
         check = runtime.predict(reference)
         if len(check.predicted) != len(reference):
             raise RuntimeError(f"model '{name}' version {info.version}: failed its load check")

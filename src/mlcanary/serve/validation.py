@@ -24,6 +24,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from mlcanary.errors import InvalidInput
+from mlcanary.serve.dates import iso_stamps
 from mlcanary.serve.tensors import FLOATS, INTEGERS, Datatype, Tensor
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind
@@ -91,6 +92,40 @@ def columns_from_tensors(
         columns = _match_columns(inputs, signature)
     _check_row_counts(columns)
     return {spec.name: _checked(spec, columns[spec.name], unseen) for spec in signature.columns}
+
+
+def columns_from_frame(
+    frame: pd.DataFrame, signature: Signature, unseen: Unseen = "reject"
+) -> Columns:
+    """A table's rows, checked and typed exactly as a request carrying them would be."""
+    return columns_from_tensors(tensors_from_frame(frame, signature), signature, unseen)
+
+
+def check_columns(frame: pd.DataFrame, signature: Signature) -> None:
+    """Refuse a table that lacks any column the model was trained on."""
+    missing = [c.name for c in signature.columns if c.name not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"data: missing columns {missing}; expected every column the model was trained on"
+        )
+
+
+def tensors_from_frame(frame: pd.DataFrame, signature: Signature) -> list[Tensor]:
+    """One tensor per signature column, typed as a client would send the file's values."""
+    check_columns(frame, signature)
+    tensors = []
+    for spec in signature.columns:
+        column = frame[spec.name]
+        n = len(column)
+        if pd.api.types.is_bool_dtype(column) and not column.isna().any():
+            tensors.append(Tensor(spec.name, "BOOL", [n], column.to_numpy(dtype=bool)))
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            tensors.append(Tensor(spec.name, "FP64", [n], values))
+        else:
+            texts = [None if pd.isna(v) else str(v).encode() for v in column.tolist()]
+            tensors.append(Tensor(spec.name, "BYTES", [n], np.array(texts, dtype=object)))
+    return tensors
 
 
 def as_frame(columns: Columns) -> pd.DataFrame:
@@ -301,6 +336,8 @@ _NUMBERS_OF_KIND: dict[ColumnKind, Callable[[_Column], tuple[ArrayLike, np.ndarr
 
 
 def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str) -> None:
+    if iso_stamps(texts) is not None:  # plain ISO dates: valid, no need for pandas
+        return
     rows = np.flatnonzero(~missing)
     parsed = pd.to_datetime(pd.Series(texts[rows]), errors="coerce", format="mixed", utc=True)
     bad = parsed.isna().to_numpy()

@@ -1,0 +1,397 @@
+"""The ONNX Runtime runtime: the whole fitted pipeline as one ONNX graph.
+
+skl2onnx has no converters for the project's own transformers (``ToFloat``, ``AsText``,
+``DatetimeParts``) and converts a ColumnTransformer only with per-column inputs, so the
+preprocessing graph is written here, step by step, from each fitted step's parameters:
+
+| fitted step | ONNX |
+|---|---|
+| median imputation + indicators | ``Imputer`` + ``IsNaN`` / ``Gather`` / ``Cast`` |
+| scaling | ``Scaler`` |
+| most frequent + one-hot | ``LabelEncoder`` (missing -> the fill category) + ``OneHotEncoder`` |
+| most frequent + target encoding | ``LabelEncoder`` from category to encoding |
+| missing indicator on categories | ``LabelEncoder`` (missing -> 1) + ``Cast`` |
+
+The model itself comes from the converters: onnxmltools for LightGBM (the booster cut at
+its early-stopped iteration first, since trees past it are kept but never used) and
+skl2onnx for the linear models. The graph takes one input per ColumnTransformer branch;
+text goes in as strings, with missing values as ``MISSING``. Calendar parts of datetime
+columns are computed before the graph (ONNX cannot parse dates).
+
+Everything inside the graph is float32, as tree ensembles in ONNX are: scores differ from
+the native pipeline by ~1e-7. The server uses this runtime only after it matches the native
+one on the version's reference sample within ``TOLERANCE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from onnx import ModelProto, TensorProto, helper
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+
+from mlcanary.serve.compiled import Unsupported, float_column
+from mlcanary.serve.dates import calendar_parts
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows
+from mlcanary.signature import Signature
+from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
+from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
+
+TOLERANCE = 1e-5
+"""Largest score difference from the native pipeline on the reference sample."""
+
+MISSING = "\x00missing"
+"""How a missing category enters the graph (ONNX string tensors have no NaN)."""
+
+FEATURES = "features"
+OPSET = 15
+"""The default-domain opset: onnxmltools' LightGBM converter supports up to 15."""
+
+Feed = Callable[[Rows], np.ndarray]
+"""Raw rows -> the array one graph input takes."""
+
+
+class OnnxRuntime:
+    """Preprocessing and model in one ONNX Runtime session."""
+
+    kind = "onnx"
+
+    def __init__(self, pipeline: Any, signature: Signature, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        native = NativeRuntime(pipeline, signature)
+        self.threshold = native.threshold
+        self.classes = native.classes
+        model = native.model
+        if not isinstance(model, Pipeline) or not isinstance(model[0], ColumnTransformer):
+            raise Unsupported("not a ColumnTransformer pipeline")
+        graph = _Graph()
+        self.feeds: list[tuple[str, Feed]] = []
+        for index, (_, steps, columns) in enumerate(model[0].transformers_):
+            if steps != "drop":
+                self.feeds.append(graph.branch(f"b{index}", steps, columns))
+        width = graph.concat()
+        estimator, self.prior = _estimator(model[-1], width)
+        self.proto = graph.model(estimator)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            self.proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        self.output = "probabilities" if self.classes is not None else _regression_output(
+            self.proto
+        )
+
+    def inputs(self, rows: Rows) -> dict[str, np.ndarray]:
+        """The graph's inputs for a batch (what a raw ONNX Runtime caller would pass)."""
+        return {name: feed(rows) for name, feed in self.feeds}
+
+    def predict(self, rows: Rows) -> Prediction:
+        (out,) = self.session.run([self.output], self.inputs(rows))
+        scores = np.asarray(out, dtype=np.float64)
+        if self.classes is None:
+            return Prediction(scores.reshape(-1), None)
+        if self.prior is not None:
+            scores = scores * self.prior
+            scores = scores / scores.sum(axis=1, keepdims=True)
+        if self.threshold is not None:
+            index = (scores[:, 1] >= self.threshold).astype(np.intp)
+        else:
+            index = scores.argmax(axis=1)
+        return Prediction(self.classes[index], scores)
+
+
+# -- preprocessing graph ---------------------------------------------------------------------
+
+
+class _Graph:
+    """Collects inputs, nodes and initializers; each branch ends in one float block."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Any] = []
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.blocks: list[tuple[str, int]] = []
+        self._names = 0
+
+    def name(self, hint: str) -> str:
+        self._names += 1
+        return f"prep_{hint}_{self._names}"
+
+    def node(self, op: str, inputs: list[str], hint: str, domain: str = "", **attrs: Any) -> str:
+        out = self.name(hint)
+        self.nodes.append(
+            helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs)
+        )
+        return out
+
+    def constant(self, values: np.ndarray, hint: str) -> str:
+        name = self.name(hint)
+        dtype = TensorProto.INT64 if values.dtype.kind == "i" else TensorProto.FLOAT
+        self.initializers.append(
+            helper.make_tensor(name, dtype, list(values.shape), values.ravel().tolist())
+        )
+        return name
+
+    def branch(self, name: str, steps: Any, columns: list[str]) -> tuple[str, Feed]:
+        chain = [step for _, step in steps.steps] if isinstance(steps, Pipeline) else [steps]
+        first, rest = chain[0], chain[1:]
+        if isinstance(first, ToFloat):
+            feed: Feed = lambda rows: _float_input(rows, columns)  # noqa: E731
+            self._input(name, TensorProto.FLOAT, len(columns))
+            self.blocks.append(self._numeric(name, rest, len(columns)))
+        elif isinstance(first, DatetimeParts):
+            parts = first.parts
+            feed = lambda rows: _date_input(rows, columns, parts)  # noqa: E731
+            self._input(name, TensorProto.FLOAT, len(columns) * len(parts))
+            self.blocks.append(self._numeric(name, rest, len(columns) * len(parts)))
+        elif isinstance(first, AsText):
+            feed = lambda rows: _text_input(rows, columns)  # noqa: E731
+            self._input(name, TensorProto.STRING, len(columns))
+            self.blocks.append(self._text(name, rest, len(columns)))
+        else:
+            raise Unsupported(f"step {type(first).__name__}")
+        return name, feed
+
+    def _input(self, name: str, dtype: int, width: int) -> None:
+        self.inputs.append(helper.make_tensor_value_info(name, dtype, [None, width]))
+
+    def _numeric(self, x: str, steps: list[Any], width: int) -> tuple[str, int]:
+        for step in steps:
+            if isinstance(step, SimpleImputer) and step.strategy in ("median", "mean"):
+                imputed = self.node(
+                    "Imputer",
+                    [x],
+                    "impute",
+                    domain="ai.onnx.ml",
+                    imputed_value_floats=step.statistics_.astype(np.float32).tolist(),
+                    replaced_value_float=float("nan"),
+                )
+                if step.add_indicator:
+                    features = step.indicator_.features_
+                    indicators = self._indicators(self.node("IsNaN", [x], "isnan"), features)
+                    imputed = self.node("Concat", [imputed, indicators], "cat", axis=1)
+                    width += len(features)
+                x = imputed
+            elif isinstance(step, StandardScaler):
+                x = self._scale(x, step, width)
+            else:
+                raise Unsupported(f"step {type(step).__name__} on numbers")
+        return x, width
+
+    def _indicators(self, mask: str, features: np.ndarray) -> str:
+        index = self.constant(np.asarray(features, dtype=np.int64), "features")
+        picked = self.node("Gather", [mask, index], "pick", axis=1)
+        return self.node("Cast", [picked], "tofloat", to=TensorProto.FLOAT)
+
+    def _scale(self, x: str, step: StandardScaler, width: int) -> str:
+        offset = step.mean_ if step.with_mean else np.zeros(width)
+        scale = 1.0 / step.scale_ if step.with_std else np.ones(width)
+        return self.node(
+            "Scaler",
+            [x],
+            "scale",
+            domain="ai.onnx.ml",
+            offset=np.asarray(offset, np.float32).tolist(),
+            scale=np.asarray(scale, np.float32).tolist(),
+        )
+
+    def _text(self, x: str, steps: list[Any], width: int) -> tuple[str, int]:
+        if steps and isinstance(steps[0], MissingIndicator) and len(steps) == 1:
+            missing = [
+                self._label(self._column(x, j), {MISSING: 1}, default=0)
+                for j in range(width)
+            ]
+            mask = self.node("Concat", missing, "cat", axis=1) if width > 1 else missing[0]
+            return self._indicators(mask, steps[0].features_), len(steps[0].features_)
+        if len(steps) < 2 or not isinstance(steps[0], SimpleImputer) or steps[0].add_indicator:
+            raise Unsupported("categorical steps other than most-frequent + encoder")
+        fill = [str(v) for v in steps[0].statistics_]
+        encoder, after = steps[1], steps[2:]
+        if isinstance(encoder, OneHotEncoder):
+            if encoder.drop_idx_ is not None or encoder.handle_unknown != "ignore" or after:
+                raise Unsupported("one-hot encoder with drop or unknown-category errors")
+            blocks = []
+            for j, categories in enumerate(encoder.categories_):
+                known = [str(c) for c in categories]
+                mapping: dict[str, Any] = {c: c for c in known}
+                mapping[MISSING] = fill[j]
+                text = self._label(self._column(x, j, flat=True), mapping, default=MISSING)
+                blocks.append(
+                    self.node(
+                        "OneHotEncoder", [text], "onehot", domain="ai.onnx.ml",
+                        cats_strings=known, zeros=1,
+                    )
+                )
+            out = self.node("Concat", blocks, "cat", axis=1) if len(blocks) > 1 else blocks[0]
+            return out, sum(len(c) for c in encoder.categories_)
+        if isinstance(encoder, TargetEncoder):
+            per_feature = len(encoder.encodings_) // len(encoder.categories_)
+            means = np.atleast_1d(encoder.target_mean_)
+            blocks = []
+            for j, categories in enumerate(encoder.categories_):
+                known = [str(c) for c in categories]
+                column = self._column(x, j)
+                for k in range(per_feature):
+                    table = encoder.encodings_[j * per_feature + k]
+                    mapping = {c: float(v) for c, v in zip(known, table, strict=True)}
+                    mapping[MISSING] = mapping.get(fill[j], float(means[k]))
+                    blocks.append(self._label(column, mapping, default=float(means[k])))
+            out = self.node("Concat", blocks, "cat", axis=1) if len(blocks) > 1 else blocks[0]
+            width = len(blocks)
+            for step in after:
+                if not isinstance(step, StandardScaler):
+                    raise Unsupported(f"step {type(step).__name__} after target encoding")
+                out = self._scale(out, step, width)
+            return out, width
+        raise Unsupported(f"encoder {type(encoder).__name__}")
+
+    def _column(self, x: str, j: int, flat: bool = False) -> str:
+        """Column ``j`` of a [n, k] input, as [n, 1] (or [n] when ``flat``)."""
+        index = self.constant(np.asarray(j if flat else [j], dtype=np.int64), "col")
+        return self.node("Gather", [x, index], "col", axis=1)
+
+    def _label(self, x: str, mapping: dict[str, Any], default: Any) -> str:
+        """``LabelEncoder`` from strings to strings, floats or integers."""
+        keys = list(mapping)
+        values = list(mapping.values())
+        attrs: dict[str, Any]
+        if isinstance(default, str):
+            attrs = {"values_strings": values, "default_string": default}
+        elif isinstance(default, float):
+            attrs = {"values_floats": values, "default_float": default}
+        else:
+            attrs = {"values_int64s": values, "default_int64": default}
+        encoded = self.node(
+            "LabelEncoder", [x], "label", domain="ai.onnx.ml", keys_strings=keys, **attrs
+        )
+        if isinstance(default, int):
+            return self.node("Cast", [encoded], "tofloat", to=TensorProto.FLOAT)
+        return encoded
+
+    def concat(self) -> int:
+        names = [name for name, _ in self.blocks]
+        if len(names) == 1:
+            self.nodes.append(helper.make_node("Identity", names, [FEATURES], name=FEATURES))
+        else:
+            self.nodes.append(helper.make_node("Concat", names, [FEATURES], name=FEATURES, axis=1))
+        return sum(width for _, width in self.blocks)
+
+    def model(self, estimator: ModelProto) -> ModelProto:
+        """Preprocessing followed by the converted estimator, in one graph."""
+        inner = estimator.graph
+        (estimator_input,) = [i.name for i in inner.input]
+        nodes = [*self.nodes]
+        for node in inner.node:
+            node.input[:] = [FEATURES if n == estimator_input else n for n in node.input]
+            nodes.append(node)
+        graph = helper.make_graph(
+            nodes,
+            "mlcanary",
+            self.inputs,
+            list(inner.output),
+            initializer=[*self.initializers, *inner.initializer],
+        )
+        opsets = {"": OPSET, "ai.onnx.ml": 2}
+        for opset in estimator.opset_import:
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+        return helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+            ir_version=min(estimator.ir_version, 9) or 8,
+            producer_name="mlcanary",
+        )
+
+
+# -- estimator ---------------------------------------------------------------------------------
+
+
+def _estimator(model: Any, width: int) -> tuple[ModelProto, np.ndarray | None]:
+    """The estimator as ONNX with a float input of ``width`` columns, and its class prior."""
+    if isinstance(model, EarlyStoppedLGBMClassifier | EarlyStoppedLGBMRegressor):
+        import lightgbm as lgb
+        from onnxmltools import convert_lightgbm
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        booster = model.model_.booster_
+        cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=model.n_estimators_))
+        proto = convert_lightgbm(
+            cut,
+            initial_types=[("X", FloatTensorType([None, width]))],
+            target_opset=OPSET,
+            zipmap=False,
+        )
+        prior = getattr(model, "prior_", None)
+        return proto, prior
+    if isinstance(model, LogisticRegression | Ridge):
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType as SkFloat
+
+        options = {id(model): {"zipmap": False}} if isinstance(model, LogisticRegression) else None
+        proto = convert_sklearn(
+            model,
+            initial_types=[("X", SkFloat([None, width]))],
+            target_opset={"": OPSET, "ai.onnx.ml": 2},
+            options=options,
+        )
+        return proto, None
+    raise Unsupported(f"estimator {type(model).__name__}")
+
+
+def _regression_output(proto: ModelProto) -> str:
+    return str(proto.graph.output[0].name)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
+    if isinstance(rows, pd.DataFrame):
+        frame = rows[columns]
+        if all(dtype.kind == "f" for dtype in frame.dtypes):
+            return frame.to_numpy(dtype=np.float32)
+    else:
+        arrays = [rows[name] for name in columns]
+        if all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays):
+            # one C call for the common case (~6 µs for 30 columns, vs ~15 column by column)
+            return np.ascontiguousarray(np.array(arrays, dtype=np.float32).T)
+    out = np.empty((_length(rows, columns[0]), len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        out[:, j] = float_column(rows[name])
+    return out
+
+
+def _date_input(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
+    blocks = [calendar_parts(rows[name], parts) for name in columns]
+    return np.hstack(blocks).astype(np.float32) if len(blocks) > 1 else blocks[0].astype(
+        np.float32
+    )
+
+
+def _text_input(rows: Rows, columns: list[str]) -> np.ndarray:
+    out = np.empty((_length(rows, columns[0]), len(columns)), dtype=object)
+    for j, name in enumerate(columns):
+        values = rows[name]
+        if isinstance(values.dtype, pd.StringDtype):  # validated text: str values or NA
+            out[:, j] = values.to_numpy(dtype=object, na_value=MISSING)
+        else:
+            out[:, j] = [MISSING if _is_missing(v) else str(v) for v in values]
+    return out
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _length(rows: Rows, column: str) -> int:
+    return len(rows[column])

@@ -1,0 +1,103 @@
+"""The compiled and ONNX runtimes reproduce the native pipeline, or step aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+
+from mlcanary.config import Settings
+from mlcanary.demo import make_churn
+from mlcanary.serve.choice import choose
+from mlcanary.serve.compiled import CompiledRuntime, Unsupported
+from mlcanary.serve.onnx import OnnxRuntime
+from mlcanary.serve.runtime import NativeRuntime, Prediction
+from mlcanary.serve.validation import columns_from_frame
+from mlcanary.train.fit import TrainResult, train
+from mlcanary.train.spec import TrainSpec
+
+
+def fitted(tmp_path: Path, frame: pd.DataFrame, target: str, model: str) -> TrainResult:
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    spec = TrainSpec.parse(data=path, target=target, model=model, folds=3)
+    return train(spec, Settings(home=tmp_path / "home"))
+
+
+CASES = {
+    "churn-lightgbm": (lambda: make_churn(1500, seed=3), "churned", "lightgbm"),
+    "churn-logistic": (lambda: make_churn(1500, seed=3), "churned", "logistic"),
+    "iris-lightgbm": (lambda: load_iris(as_frame=True).frame, "target", "lightgbm"),
+    "iris-logistic": (lambda: load_iris(as_frame=True).frame, "target", "logistic"),
+    "diabetes-lightgbm": (lambda: load_diabetes(as_frame=True).frame, "target", "lightgbm"),
+    "diabetes-ridge": (lambda: load_diabetes(as_frame=True).frame, "target", "logistic"),
+}
+
+
+FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
+
+
+def scores(prediction: Prediction) -> np.ndarray:
+    return prediction.proba if prediction.proba is not None else prediction.predicted
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> None:
+    make, target, model = CASES[case]
+    frame = make()
+    result = fitted(tmp_path, frame, target, model)
+    rows = clean = frame.drop(columns=[target])
+    if case.startswith("churn"):  # rows the model never saw, with gaps and unseen values
+        rows = make_churn(300, seed=99).drop(columns=[target])
+        clean = rows.copy()
+        rows.loc[::7, "plan"] = "platinum"
+        rows.loc[::5, "monthly_charges"] = np.nan
+        rows.loc[::11, "signup_date"] = None
+    native = NativeRuntime(result.pipeline, result.signature)
+    # The server hands validated columns, not a DataFrame: both must give the same answer.
+    columns = columns_from_frame(clean, result.signature)
+    for kind, (factory, tolerance) in FAST.items():
+        fast = factory(result.pipeline, result.signature)
+        if kind == "onnx" and result.signature.task == "regression":
+            # Float32 trees cannot hold 1e-5 on values in the hundreds: the choice refuses it.
+            _, why = choose(result.pipeline, result.signature, clean, "auto")
+            diff = np.abs(scores(fast.predict(rows)) - scores(native.predict(rows))).max()
+            assert diff < 1e-5 or "onnx: differed by" in why, why
+            continue
+        for batch in (rows, columns):
+            want, got = native.predict(batch), fast.predict(batch)
+            np.testing.assert_allclose(scores(got), scores(want), rtol=0, atol=tolerance)
+            np.testing.assert_array_equal(got.predicted, want.predicted, err_msg=kind)
+
+
+def test_unsupported_estimators_keep_the_native_runtime(tmp_path: Path) -> None:
+    frame = load_iris(as_frame=True).frame
+    result = fitted(tmp_path, frame, "target", "random-forest")
+    with pytest.raises(Unsupported, match="RandomForestClassifier"):
+        CompiledRuntime(result.pipeline, result.signature)
+    with pytest.raises(Unsupported, match="RandomForestClassifier"):
+        OnnxRuntime(result.pipeline, result.signature)
+    runtime, why = choose(result.pipeline, result.signature, frame.drop(columns="target"))
+    assert isinstance(runtime, NativeRuntime) and "RandomForestClassifier" in why
+
+
+def test_a_forced_runtime_that_cannot_serve_is_refused(tmp_path: Path) -> None:
+    frame = load_iris(as_frame=True).frame
+    result = fitted(tmp_path, frame, "target", "random-forest")
+    with pytest.raises(RuntimeError, match="runtime 'onnx' cannot serve this version"):
+        choose(result.pipeline, result.signature, frame.drop(columns="target"), "onnx")
+
+
+def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
+    frame = make_churn(1500, seed=3)
+    result = fitted(tmp_path, frame, "churned", "lightgbm")
+    reference = frame.drop(columns="churned").head(300)
+    runtime, why = choose(result.pipeline, result.signature, reference)
+    assert why.startswith(f"{runtime.kind} runtime")
+    assert all(kind in why for kind in ("native", "compiled", "onnx")) and "µs" in why
+    for wanted in ("native", "compiled", "onnx"):
+        forced, note = choose(result.pipeline, result.signature, reference, wanted)
+        assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
