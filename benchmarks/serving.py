@@ -47,8 +47,11 @@ OUT = ROOT / "benchmarks" / "out"
 VENV = OUT / "venvs" / "mlserver"
 BIN = Path(sys.executable).parent
 COLUMNS = [f"f{i}" for i in range(30)]
-SERVERS = ("mlcanary", "fastapi", "mlserver")
-OUTPUT_NAME = {"mlcanary": "probabilities", "fastapi": "probabilities", "mlserver": "predict_proba"}
+SERVERS = ("mlcanary", "mlcanary-nolog", "fastapi", "mlserver")
+"""``mlcanary`` logs every prediction and runs the monitor (the default); ``mlcanary-nolog``
+runs with both off, to measure what monitoring costs."""
+OUTPUT_NAME = {"mlcanary": "probabilities", "mlcanary-nolog": "probabilities",
+               "fastapi": "probabilities", "mlserver": "predict_proba"}
 WORKLOADS = {"1 row x 1 conn": (1, 1), "1 row x 16 conn": (1, 16), "1 row x 64 conn": (1, 64),
              "64 rows x 64 conn": (64, 64)}  # rows per request, connections
 TARGET = "1 row x 64 conn"
@@ -232,6 +235,10 @@ def launch(tmp: Path, env: dict[str, str], rep: int, logs: Path, live: list[Any]
     commands = {
         "mlcanary": ([str(BIN / "mlcanary"), "serve", "bench", "--port", str(ports["mlcanary"])],
                      {**env, "MLCANARY_ACCESS_LOG": "false"}, tmp),
+        "mlcanary-nolog": ([str(BIN / "mlcanary"), "serve", "bench", "--port",
+                            str(ports["mlcanary-nolog"])],
+                           {**env, "MLCANARY_ACCESS_LOG": "false", "MLCANARY_LOG_SAMPLE_RATE": "0",
+                            "MLCANARY_MONITOR": "false"}, tmp),
         "fastapi": ([sys.executable, "anchor_fastapi.py", "model.joblib", str(ports["fastapi"])],
                     None, tmp),
         "mlserver": ([str(VENV / "bin" / "mlserver"), "start", "."], None, tmp / "mlserver"),
@@ -290,7 +297,8 @@ def main() -> None:
                     wrk(server["port"], tmp / f"body-{server['name']}-1.json", tmp / "body.lua",
                         16, min(2, args.duration))  # warm-up
                 for w, (workload, (n, conns)) in enumerate(WORKLOADS.items()):
-                    for s in SERVERS[(rep + w) % 3 :] + SERVERS[: (rep + w) % 3]:
+                    k = (rep + w) % len(SERVERS)  # rotate who runs first
+                    for s in SERVERS[k:] + SERVERS[:k]:
                         r = wrk(servers[s]["port"], tmp / f"body-{s}-{n}.json", tmp / "body.lua",
                                 conns, args.duration)
                         r |= {"repeat": rep, "workload": workload, "server": s,
@@ -323,7 +331,7 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], starts: list[dict[s
 
     table = Table(title=f"V2 inference, medians of {args.repeats} x {args.duration:g} s runs")
     for col in ("workload", "server", "req/s", "rows/s", "p50 ms", "p99 ms", "non-2xx",
-                "sock err", "x FastAPI", "x MLServer", "p99 / MLServer's"):
+                "sock err", "x FastAPI", "x MLServer", "p99 / MLServer's", "x log off"):
         table.add_column(col, justify="left" if col in ("workload", "server") else "right")
     summary: dict[str, dict[str, float]] = {}
     for wl in WORKLOADS:
@@ -335,13 +343,14 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], starts: list[dict[s
             if s == "mlcanary":
                 row |= {"x_fastapi": ratio(wl, "fastapi", "rps"),
                         "x_mlserver": ratio(wl, "mlserver", "rps"),
-                        "p99_vs_mlserver": ratio(wl, "mlserver", "p99_ms")}
+                        "p99_vs_mlserver": ratio(wl, "mlserver", "p99_ms"),
+                        "x_nolog": ratio(wl, "mlcanary-nolog", "rps")}
             summary[f"{wl} | {s}"] = row
             table.add_row(wl, s, *(f"{row[k]:,.0f}" for k in ("rps", "rows_s")),
                           *(f"{row[k]:.1f}" for k in ("p50_ms", "p99_ms")),
                           *(f"{row[k]:.0f}" for k in ("non_2xx", "socket_errors")),
                           *(f"{row[k]:.2f}" if k in row else "" for k in
-                            ("x_fastapi", "x_mlserver", "p99_vs_mlserver")),
+                            ("x_fastapi", "x_mlserver", "p99_vs_mlserver", "x_nolog")),
                           style="bold" if s == "mlcanary" else None)
         table.add_section()
     console.print(table)
@@ -353,7 +362,8 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], starts: list[dict[s
     head = summary[f"{TARGET} | mlcanary"]
     targets = {">= 2x FastAPI req/s": head["x_fastapi"] >= 2,
                ">= 1.5x MLServer req/s": head["x_mlserver"] >= 1.5,
-               "p99 <= MLServer's": head["p99_vs_mlserver"] <= 1}
+               "p99 <= MLServer's": head["p99_vs_mlserver"] <= 1,
+               "monitoring on >= 90% of off": head["x_nolog"] >= 0.9}
     for goal, met in targets.items():
         console.print(f"target at {TARGET}: {goal}: {'met' if met else 'NOT met'}")
     result = {**info, "args": vars(args), "runs": runs, "starts": starts, "summary": summary,

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from mlcanary.errors import MlcanaryError
-from mlcanary.tables import metrics_table, versions_table
+from mlcanary.tables import feedback_table, metrics_table, versions_table
 
 app = typer.Typer(
     name="mlcanary",
@@ -120,8 +120,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
+    no_log: bool = typer.Option(
+        False, "--no-log", help="Do not log predictions (same as MLCANARY_LOG_SAMPLE_RATE=0)."
+    ),
 ) -> None:
-    """Serve models over Open Inference Protocol v2 (REST) and /v1/models/NAME:predict."""
+    """Serve models over Open Inference Protocol v2 (REST) and /v1/models/NAME:predict.
+
+    Every answered request goes to the prediction log (MLCANARY_STORE_URL, or store.db
+    under MLCANARY_HOME); labels join it through POST /v2/models/NAME/feedback.
+    """
     import uvicorn
 
     from mlcanary.config import Settings
@@ -129,6 +136,8 @@ def serve(
     from mlcanary.registry.versions import ModelRegistry
     from mlcanary.serve.app import build
 
+    if no_log:  # through the environment, so that every worker process sees it
+        os.environ["MLCANARY_LOG_SAMPLE_RATE"] = "0"
     settings = Settings()
     registry = ModelRegistry(settings)
     champions = {name: registry.version(name, "champion").version for name in names}
@@ -182,6 +191,126 @@ def predict(
         scored = score_frame(frame, model, settings.unseen_categories, advance)
     write_table(scored, target)
     out.print(f"scored {len(frame):,} rows with {name} version {model.version} -> {target}")
+
+
+@app.command()
+def feedback(
+    name: str = typer.Argument(..., help="Model the predictions were made by."),
+    data: Path = typer.Argument(
+        ..., help="CSV, TSV or Parquet file with columns id, label and optionally row."
+    ),
+) -> None:
+    """Join true labels to logged predictions by request id.
+
+    DATA has one record per labelled row: 'id' (the request id the server answered
+    with: V2 body 'id', V1 'id' or header X-Request-Id) and 'label'. For a request
+    that predicted several rows, add a 'row' column numbering them 0, 1, ... in the
+    request's order, one record per row. Labels must be classes of the model (or
+    numbers, for regression). Sending a label again changes nothing; a different one
+    replaces it. Nothing is written if any record is wrong.
+    """
+    from mlcanary.config import Settings
+    from mlcanary.monitor.feedback import items_from_frame
+    from mlcanary.monitor.store import Store
+    from mlcanary.train.data import read_table
+
+    frame = read_table(data, text_columns=("id",))
+    items = items_from_frame(frame, f"feedback file '{data}'")
+    with Store.from_settings(Settings()) as store:
+        result = store.add_feedback(name, items)
+        if not result.matched and not store.count(name):  # a typo in NAME, most likely
+            raise MlcanaryError(
+                f"model '{name}': no predictions logged in {store.where}; expected the name "
+                "of a served model whose requests were logged"
+            )
+    out.print(feedback_table(name, result))
+    if result.unknown:
+        shown = ", ".join(result.unknown[:10]) + (" ..." if len(result.unknown) > 10 else "")
+        out.print(f"unknown ids (no prediction of {name} logged): {shown}")
+
+
+@app.command()
+def watch(
+    names: list[str] = typer.Argument(..., help="Models whose prediction log to watch."),
+    once: bool = typer.Option(False, "--once", help="Analyse what is there now, then exit."),
+) -> None:
+    """Run the monitor on its own: windows of the shared prediction log -> drift and
+    performance signals in the store (for replicas started with MLCANARY_MONITOR=false)."""
+    import threading
+
+    from mlcanary.config import Settings
+    from mlcanary.monitor.store import Store
+    from mlcanary.monitor.watch import monitor_from_settings
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    registry = ModelRegistry(settings)
+    for name in names:
+        registry.version(name, "champion")  # an unknown model is an error now, not later
+    with Store.from_settings(settings) as store:
+        monitor = monitor_from_settings(settings, store, list(names))
+
+        def show(found: list[Any]) -> None:
+            for s in found:
+                flag = "[bold red]FLAGGED[/]" if s.flagged else "[green]ok[/]"
+                out.print(f"{s.model} v{s.version} ({s.variant}) {s.kind}, {s.rows:,} rows: {flag}")
+
+        show(monitor.tick())
+        if once:
+            return
+        err.print(f"watching {', '.join(names)} every {settings.monitor_seconds:g} s; Ctrl-C stops")
+        stop = threading.Event()
+        try:
+            while not stop.wait(settings.monitor_seconds):
+                show(monitor.tick())
+        except KeyboardInterrupt:
+            err.print("stopped")
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="Model to report on."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document instead of tables."),
+    last: int = typer.Option(10, "--last", min=1, help="Windows to show."),
+) -> None:
+    """Drift per window, the tests that fired, and performance against the CV baseline."""
+    from mlcanary.config import Settings
+    from mlcanary.monitor.status import status_document, status_renderable
+    from mlcanary.monitor.store import Store
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    ModelRegistry(settings).version(name, "champion")
+    with Store.from_settings(settings) as store:
+        document = status_document(store, name, last=last)
+    if as_json:
+        out.print_json(json.dumps(document, allow_nan=False))
+    else:
+        out.print(status_renderable(document))
+
+
+@app.command()
+def report(
+    name: str = typer.Argument(..., help="Model to report on."),
+    last: int = typer.Option(50, "--last", min=1, help="Windows to include."),
+    out_path: Path | None = typer.Option(None, "--out", help="HTML file to write."),
+) -> None:
+    """Write a self-contained HTML drift report (Plotly): signals over time, reference vs
+    current distribution per column, the tests and effect sizes of the latest window."""
+    from mlcanary.config import Settings
+    from mlcanary.monitor.report import render_drift_report
+    from mlcanary.monitor.store import Store
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    registry = ModelRegistry(settings)
+    registry.version(name, "champion")
+    with Store.from_settings(settings) as store:
+        page = render_drift_report(store, registry, name, last=last)
+    target = out_path or settings.home / "reports" / f"{name}-drift.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    out.print(f"drift report: {target}")
 
 
 @app.command()

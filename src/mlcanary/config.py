@@ -72,6 +72,44 @@ class Settings(BaseSettings):
     access_log: bool = True
     """One JSON line per inference request (id, model, version, status, latency)."""
 
+    store_url: str | None = None
+    """Database of the prediction log and feedback (``postgresql://...`` or any SQLAlchemy
+    URL); a SQLite file under ``home`` when unset."""
+
+    log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests written to the prediction log, chosen by a hash of the request id
+    (so every replica keeps the same ones); 0 turns the log off."""
+
+    log_flush_seconds: float = Field(default=1.0, gt=0.0)
+    """How often logged predictions are written: a crash loses at most this much."""
+
+    log_buffer_records: int = Field(default=100_000, ge=1)
+    """Requests held in memory for the log; past this (database slow or down) new ones are
+    dropped and counted, never waited for."""
+
+    retention_days: float | None = Field(default=None, gt=0.0)
+    """Predictions (and their feedback) older than this are deleted; None keeps them all."""
+
+    monitor: bool = True
+    """Run the monitor (drift and performance signals) inside ``mlcanary serve``. Turn it
+    off on replicas when one ``mlcanary watch`` process watches their shared store."""
+
+    monitor_seconds: float = Field(default=5.0, gt=0.0)
+    """How often the monitor looks for closed windows in the prediction log."""
+
+    window_rows: int = Field(default=1000, ge=10)
+    """A drift window closes when it holds this many rows (of one version and variant)."""
+
+    window_seconds: float | None = Field(default=3600.0, gt=0.0)
+    """...or when its first request is this old and it holds ``window_min_rows`` rows;
+    None: count-based windows only."""
+
+    window_min_rows: int = Field(default=200, ge=10)
+    """The fewest rows a time-closed window is judged on; fewer wait for more."""
+
+    drift_correction: Literal["bh", "bonferroni"] = "bh"
+    """Multiple-testing correction across a window's column tests."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -89,6 +127,13 @@ class Settings(BaseSettings):
         if self.tracking_uri:
             return self.tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def store_uri(self) -> str:
+        """The SQLAlchemy URL of the store (prediction log, feedback)."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.home / 'store.db').resolve()}"
 
     @property
     def artifact_root(self) -> Path:

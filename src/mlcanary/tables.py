@@ -1,4 +1,4 @@
-"""Rich tables the commands print: a training run's metrics, a model's versions."""
+"""Rich tables the commands print: a training run's metrics, a model's versions, feedback."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def versions_table(name: str, versions: list[Any]) -> Table:
             v.tags.get("mlcanary.model", ""),
             *(f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in keys),
         )
+    return table
+
+
+def feedback_table(name: str, result: Any) -> Table:
+    """What one batch of feedback did (a ``FeedbackResult``)."""
+    table = Table(title=f"{name}: feedback")
+    for column in ("matched", "new", "changed", "unchanged", "unknown"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(n) for n in (result.matched, result.new, result.changed, result.unchanged)),
+        str(len(result.unknown)),
+    )
     return table
 
 

@@ -164,6 +164,15 @@ class ModelRegistry:
     def set_alias(self, name: str, alias: Alias, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    def remove_alias(self, name: str, alias: Alias) -> None:
+        """Drop ``alias`` from whichever version holds it (no-op when none does)."""
+        if self._alias_version(name, alias) is not None:
+            self.client.delete_registered_model_alias(name, alias)
+
+    def alias_version(self, name: str, alias: Alias) -> int | None:
+        """The version ``alias`` points at, or None."""
+        return self._alias_version(name, alias)
+
     def download(self, name: str, ref: int | str, dst: Path | None = None) -> Path:
         """Fetch a version's model directory (pipeline and ``mlcanary/`` bundle) locally."""
         import mlflow.artifacts

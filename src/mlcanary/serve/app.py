@@ -1,4 +1,8 @@
-"""The HTTP app: Open Inference Protocol v2 (REST, with binary tensors) and a v1 predict route.
+"""The HTTP app: Open Inference Protocol v2 (REST, with binary tensors), a v1 predict route,
+and feedback (true labels joined to logged predictions by request id).
+
+Every answered inference request is handed to the prediction log's tap after its response
+is computed; the tap writes off the request path (``monitor/tap.py``).
 
 Errors from the core map to Triton's codes here and only here: invalid argument 400,
 unknown model or version 404, payload too large 413, unsupported media type 415,
@@ -33,6 +37,12 @@ from mlcanary.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from mlcanary.monitor.feedback import FeedbackResult, parse_feedback
+from mlcanary.monitor.records import PredictionRecord
+from mlcanary.monitor.status import status_document
+from mlcanary.monitor.store import Store
+from mlcanary.monitor.tap import PredictionTap
+from mlcanary.monitor.watch import monitor_from_settings
 from mlcanary.serve import v1
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.messages import binary_outputs, encode_response, parse_request
@@ -49,6 +59,9 @@ access = logging.getLogger("mlcanary.access")
 Handler = Callable[[Request], Awaitable[Response]]
 
 HEADER_LENGTH = "inference-header-content-length"
+REQUEST_ID = "X-Request-Id"
+"""V1 has no id field: a client may name its request in this header; every inference
+response carries the id (V2 also in the body's ``id``, V1 also as ``id``)."""
 EXTENSIONS = ["binary_tensor_data"]
 _JSON_TYPES = (
     "",
@@ -79,12 +92,29 @@ def error_response(message: str, status: int) -> Response:
 
 
 def create_app(
-    settings: Settings, repository: ModelRepository, metrics: ServerMetrics | None = None
+    settings: Settings,
+    repository: ModelRepository,
+    metrics: ServerMetrics | None = None,
+    store: Store | None = None,
 ) -> Starlette:
-    """Wire the routes over a loaded ``repository``; batchers run for the app's lifetime."""
+    """Wire the routes over a loaded ``repository``; batchers run for the app's lifetime.
+
+    With a ``store``, answered requests are logged (unless ``log_sample_rate`` is 0) and
+    feedback is accepted; without one, the feedback route answers 503.
+    """
     metrics = metrics or ServerMetrics()
     for model in repository.models.values():
         metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
+    tap = None
+    if store is not None and settings.log_sample_rate > 0:
+        tap = PredictionTap(
+            store.write_predictions,
+            capacity=settings.log_buffer_records,
+            flush_seconds=settings.log_flush_seconds,
+            sample_rate=settings.log_sample_rate,
+            models=repository.names,
+        )
+        metrics.watch_prediction_log(tap)
 
     def make_batcher(model: ServedModel) -> Batcher:
         return Batcher(
@@ -109,18 +139,37 @@ def create_app(
         for model in repository.models.values():
             model.batcher = make_batcher(model)
             model.batcher.start()
-        watcher = None
+        loop = asyncio.get_running_loop()
+        tasks = []
         if settings.poll_seconds > 0:
             swaps = AliasWatcher(repository, make_batcher, settings.poll_seconds, swapped)
-            watcher = asyncio.get_running_loop().create_task(swaps.run())
+            tasks.append(loop.create_task(swaps.run()))
+        if store is not None and tap is not None:
+            await asyncio.to_thread(_open_store, store)
+            tap.start()
+        monitor = None
+        if store is not None and tap is not None and settings.monitor:
+            monitor = monitor_from_settings(
+                settings, store, repository.names, on_signal=metrics.record_signal
+            ).start(settings.monitor_seconds)
+        if store is not None and settings.retention_days is not None:
+            tasks.append(loop.create_task(_purge_forever(store, settings.retention_days)))
         yield
-        if watcher is not None:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+                await task
         for model in repository.models.values():  # drain: queued requests are answered
             if model.batcher is not None:
                 await model.batcher.stop()
+        if tap is not None:  # after the drain: every answered request has been put
+            await asyncio.to_thread(tap.close)
+        if monitor is not None:
+            thread, stop = monitor
+            stop.set()
+            await asyncio.to_thread(thread.join, 30)
+        if store is not None:
+            store.close()
 
     def instrumented(endpoint: str, handler: Handler) -> Handler:
         """Count, time and log each call; the status is the one the client will see."""
@@ -169,6 +218,27 @@ def create_app(
             raise Unavailable(f"model '{model.name}': not ready")
         return await model.batcher.submit(rows)
 
+    def log_prediction(
+        model: ServedModel, request_id: str, rows: Any, prediction: Prediction, start: float
+    ) -> None:
+        """Hand the answered request to the tap: a few attribute stores, no encoding."""
+        if tap is None or not tap.sampled(request_id):
+            return
+        tap.put(
+            PredictionRecord(
+                request_id,
+                time.time(),
+                model.name,
+                model.version,
+                rows,
+                prediction.predicted,
+                prediction.proba,
+                model.signature.classes,
+                (time.perf_counter() - start) * 1000,
+                repository.alias,
+            )
+        )
+
     async def live(request: Request) -> Response:
         return json_response({"live": True})
 
@@ -194,6 +264,7 @@ def create_app(
             return await _infer(request, model)
 
     async def _infer(request: Request, model: ServedModel) -> Response:
+        start = time.perf_counter()
         body = await _body(request, settings.max_request_bytes)
         header = request.headers.get(HEADER_LENGTH)
         header_length = _header_length(header) if header is not None else None
@@ -209,7 +280,8 @@ def create_app(
         payload, json_length = encode_response(
             model.name, str(model.version), request_id, outputs, binary
         )
-        headers = {"x-mlcanary-model-version": str(model.version)}
+        log_prediction(model, request_id, rows, prediction, start)
+        headers = {"x-mlcanary-model-version": str(model.version), REQUEST_ID: request_id}
         if json_length is not None:
             headers["Inference-Header-Content-Length"] = str(json_length)
             return Response(payload, headers=headers, media_type="application/octet-stream")
@@ -224,6 +296,7 @@ def create_app(
             return await _predict_v1(request, model)
 
     async def _predict_v1(request: Request, model: ServedModel) -> Response:
+        start = time.perf_counter()
         body = await _body(request, settings.max_request_bytes)
         try:
             document = orjson.loads(body)
@@ -231,9 +304,47 @@ def create_app(
             raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
         tensors = v1.tensors_from_instances(document, model.signature)
         rows = columns_from_tensors(tensors, model.signature, settings.unseen_categories)
-        answer = v1.predictions_document(await predict(model, rows), model.signature)
-        answer.update(model_name=model.name, model_version=str(model.version))
-        return json_response(answer, headers={"x-mlcanary-model-version": str(model.version)})
+        prediction = await predict(model, rows)
+        request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        request.state.request_id = request_id
+        answer = v1.predictions_document(prediction, model.signature)
+        answer.update(model_name=model.name, model_version=str(model.version), id=request_id)
+        log_prediction(model, request_id, rows, prediction, start)
+        headers = {"x-mlcanary-model-version": str(model.version), REQUEST_ID: request_id}
+        return json_response(answer, headers=headers)
+
+    async def feedback(request: Request) -> Response:
+        """Labels for logged predictions: ``[{"id": ..., "label": ...}, ...]``."""
+        name = _model(request).name
+        if store is None:
+            raise Unavailable("feedback: this server has no prediction log store")
+        body = await _body(request, settings.max_request_bytes)
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
+        items = parse_feedback(document)
+        log_store = store
+
+        def join() -> FeedbackResult:
+            # A label may follow its prediction within one flush interval: write what
+            # this process still holds first, so it is not reported unknown.
+            if tap is not None:
+                tap.flush()
+            return log_store.add_feedback(name, items)
+
+        result = await asyncio.to_thread(join)
+        return json_response(result.as_dict())
+
+    async def monitor_status(request: Request) -> Response:
+        """The monitor's signals for a served model: ``mlcanary status NAME --json``."""
+        name = _model(request).name
+        if store is None:
+            raise Unavailable("monitor: this server has no prediction log store")
+        last = _positive_int(request.query_params.get("last", "10"), "last")
+        log_store = store
+        document = await asyncio.to_thread(status_document, log_store, name, last=last)
+        return json_response(document)
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
@@ -257,6 +368,10 @@ def create_app(
             methods=["POST"],
         ),
         Route("/v1/models/{name_verb}", instrumented("v1_predict", predict_v1), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/feedback", instrumented("v2_feedback", feedback), methods=["POST"]
+        ),
+        Route("/monitor/{name}", instrumented("monitor", monitor_status)),
         Route("/metrics", prometheus),
     ]
     return Starlette(
@@ -295,6 +410,34 @@ def metadata(model: ServedModel) -> dict[str, Any]:
             "used_columns": signature.names(),
         },
     }
+
+
+def _positive_int(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"query parameter '{name}': expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _open_store(store: Store) -> None:
+    """Create the tables now; a database that is down must not keep the server from serving
+    (the tap keeps records and retries, and the store opens on its first good write)."""
+    try:
+        store.open()
+    except MlcanaryError as exc:
+        log.error("prediction log: %s; predictions are buffered and retried", exc)
+
+
+async def _purge_forever(store: Store, days: float) -> None:
+    """Delete predictions past retention: at start, then every hour (or sooner for short ones)."""
+    every = max(1.0, min(3600.0, days * 86400 / 24))
+    while True:
+        try:
+            deleted = await asyncio.to_thread(store.purge, days * 86400)
+            if deleted:
+                log.info("prediction log: purged %d prediction(s) past %g days", deleted, days)
+        except MlcanaryError as exc:
+            log.warning("prediction log: retention purge failed: %s", exc)
+        await asyncio.sleep(every)
 
 
 def _label_datatype(model: ServedModel) -> str:
@@ -366,7 +509,7 @@ def build(settings: Settings, names: list[str]) -> Starlette:
     repository = ModelRepository(ModelRegistry(settings), names)
     repository.load()
     log.info("loaded %d model(s) in %.2f s", len(names), time.perf_counter() - start)
-    return create_app(settings, repository, ServerMetrics())
+    return create_app(settings, repository, ServerMetrics(), Store.from_settings(settings))
 
 
 def from_environment() -> Starlette:

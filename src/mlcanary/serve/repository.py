@@ -59,6 +59,8 @@ class ModelRepository:
         self.names = names
         self.alias = alias
         self.models: dict[str, ServedModel] = {}
+        self.challengers: dict[str, ServedModel] = {}
+        """The challenger of each name with an active rollout (loaded by the watcher)."""
 
     def load(self) -> None:
         for name in self.names:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.repository import ModelRepository, ServedModel
+from mlcanary.serve.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,58 @@ class AliasWatcher:
         make_batcher: Callable[[ServedModel], Batcher],
         poll_seconds: float,
         on_swap: Callable[[ServedModel], None] | None = None,
+        router: Router | None = None,
     ) -> None:
         self.repository = repository
         self.make_batcher = make_batcher
         self.poll_seconds = poll_seconds
         self.on_swap = on_swap
+        self.router = router
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
-            for name in list(self.repository.models):
+            await self.poll()
+
+    async def poll(self) -> None:
+        """One round: rollout state first (so a promotion finds its challenger), then
+        each champion alias, then each challenger."""
+        if self.router is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.router.refresh)
+            except Exception:
+                log.exception("could not read the rollout state; keeping the last one")
+        for name in list(self.repository.models):
+            try:
+                await self.check(name)
+            except Exception:  # a bad new version must not take the server down
+                log.exception("could not swap model %s; still serving the old version", name)
+            if self.router is not None:
                 try:
-                    await self.check(name)
-                except Exception:  # a bad new version must not take the server down
-                    log.exception("could not swap model %s; still serving the old version", name)
+                    await self.sync_challenger(name)
+                except Exception:
+                    log.exception("could not load the challenger of %s", name)
+
+    async def sync_challenger(self, name: str) -> None:
+        """Load the active rollout's challenger, or retire one no rollout needs."""
+        assert self.router is not None
+        deployment = self.router.deployment(name)
+        wanted = deployment.challenger if deployment is not None else None
+        current = self.repository.challengers.get(name)
+        if current is not None and current.version == wanted:
+            return
+        if current is not None:
+            del self.repository.challengers[name]
+            if current is not self.repository.models.get(name):  # promoted: it serves on
+                await self.retire(current)
+        if wanted is None:
+            return
+        loop = asyncio.get_running_loop()
+        fresh = await loop.run_in_executor(None, self.repository.load_version, name, wanted)
+        fresh.batcher = self.make_batcher(fresh)
+        fresh.batcher.start()
+        self.repository.challengers[name] = fresh
+        log.info("loaded challenger %s version %s", name, wanted)
 
     async def check(self, name: str) -> bool:
         """Swap ``name`` if its alias moved; True when it did."""
@@ -52,9 +91,13 @@ class AliasWatcher:
         wanted = await loop.run_in_executor(None, self.repository.aliased_version, name)
         if wanted == current.version:
             return False
-        fresh = await loop.run_in_executor(None, self.repository.load_version, name, wanted)
-        fresh.batcher = self.make_batcher(fresh)
-        fresh.batcher.start()
+        challenger = self.repository.challengers.get(name)
+        if challenger is not None and challenger.version == wanted:
+            fresh = challenger  # a promotion: the loaded, already serving challenger
+        else:
+            fresh = await loop.run_in_executor(None, self.repository.load_version, name, wanted)
+            fresh.batcher = self.make_batcher(fresh)
+            fresh.batcher.start()
         self.repository.models[name] = fresh
         log.info("swapped %s: version %s -> %s", name, current.version, fresh.version)
         if self.on_swap is not None:

@@ -25,8 +25,11 @@ class Fingerprint:
         return {"sha256": self.sha256, "rows": self.rows, "columns": self.columns}
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV, TSV or Parquet file into a DataFrame, or say why it cannot be read.
+
+    ``text_columns`` are read from CSV as text as written (ids like ``007`` or ``1e5``
+    must not become numbers).
 
     >>> read_table(Path("missing.csv"))  # doctest: +SKIP
     NotFound: data file 'missing.csv' does not exist
@@ -47,7 +50,12 @@ def read_table(path: Path) -> pd.DataFrame:
         if kind == "parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", low_memory=False)
+            frame = pd.read_csv(
+                path,
+                sep="\t" if kind == "tsv" else ",",
+                low_memory=False,
+                dtype=dict.fromkeys(text_columns, str),
+            )
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInput(f"data file '{path}': cannot be read as {kind} ({reason})") from exc

@@ -1,0 +1,1 @@
+"""Rollouts: deployments, traffic assignment, gates, actions and their audit trail."""

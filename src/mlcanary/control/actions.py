@@ -1,0 +1,211 @@
+"""Actions on a rollout: deploy, step, promote, roll back, pause, resume.
+
+Each checks its input before touching anything, moves the MLflow aliases and the
+deployment's traffic together, and leaves an event with its actor, cause and the state
+before and after. Servers follow through their alias watcher and deployment poll.
+Order matters for "no request fails": a promotion points ``champion`` at the challenger
+(already loaded and serving part of the traffic) before the challenger alias goes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from mlcanary.control.assignment import validate_weights
+from mlcanary.control.deployments import (
+    STRATEGIES,
+    Deployment,
+    DeploymentLog,
+    Event,
+)
+from mlcanary.errors import InvalidInput, NotFound
+from mlcanary.registry.versions import ModelRegistry
+
+
+def deploy(
+    registry: ModelRegistry,
+    log: DeploymentLog,
+    model: str,
+    *,
+    challenger: int,
+    strategy: str = "canary",
+    steps: Sequence[float] | None = None,
+    interval_seconds: float = 60.0,
+    max_failures: int = 2,
+    weights: Sequence[float] | None = None,
+    mirror_percent: float = 100.0,
+    key_column: str | None = None,
+    actor: str = "user",
+) -> Deployment:
+    """Start a rollout of version ``challenger`` against the current champion."""
+    if strategy not in STRATEGIES:
+        raise InvalidInput(
+            f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}"
+        )
+    champion = registry.alias_version(model, "champion")
+    if champion is None:
+        raise NotFound(f"model '{model}': no champion to compare a challenger with")
+    known = [v.version for v in registry.versions(model)]
+    if challenger not in known:
+        raise InvalidInput(
+            f"challenger: version {challenger} of '{model}' does not exist; "
+            f"versions: {', '.join(map(str, known))}"
+        )
+    if challenger == champion:
+        raise InvalidInput(f"challenger: version {challenger} is already the champion")
+    if interval_seconds <= 0:
+        raise InvalidInput(f"interval: expected a positive duration, got {interval_seconds}")
+    if max_failures < 1:
+        raise InvalidInput(f"max_failures: expected at least 1, got {max_failures}")
+    if not 0 < mirror_percent <= 100:
+        raise InvalidInput(f"mirror_percent: expected 0 < percent <= 100, got {mirror_percent}")
+    ramp = _steps(steps)
+    if strategy == "canary":
+        share = ramp[0]
+    elif strategy == "ab":
+        split = list(weights) if weights is not None else [50.0, 50.0]
+        if len(split) != 2:
+            raise InvalidInput(
+                f"weights: expected two percentages (champion, challenger), got {len(split)}"
+            )
+        try:
+            validate_weights({"champion": split[0], "challenger": split[1]})
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        share = split[1]
+    else:
+        share = 0.0  # shadow: the challenger answers copies, never a client
+    deployment = Deployment(
+        model=model,
+        strategy=strategy,
+        champion=champion,
+        challenger=challenger,
+        weights={"champion": 100.0 - share, "challenger": share},
+        steps=ramp,
+        interval_seconds=interval_seconds,
+        max_failures=max_failures,
+        mirror_percent=mirror_percent,
+        key_column=key_column,
+    )
+    saved = log.save(
+        deployment,
+        Event(model, "deploy", actor, {"reason": "requested"}, None, deployment.as_dict()),
+    )
+    registry.set_alias(model, "challenger", challenger)
+    return saved
+
+
+def step(
+    log: DeploymentLog, deployment: Deployment, cause: dict[str, Any], now: float | None = None
+) -> Deployment:
+    """Canary: move the challenger to the next weight (the controller promotes after 100%)."""
+    index = deployment.step + 1
+    share = deployment.steps[index]
+    after = deployment.evolve(
+        step=index,
+        weights={"champion": 100.0 - share, "challenger": share},
+        failures=0,
+        last_check=time.time() if now is None else now,
+        checks=deployment.checks + 1,
+    )
+    return log.save(after, _event(deployment, after, "step", "policy:canary", cause))
+
+
+def promote(
+    registry: ModelRegistry,
+    log: DeploymentLog,
+    model: str,
+    *,
+    actor: str = "user",
+    cause: dict[str, Any] | None = None,
+) -> Deployment:
+    """The challenger becomes champion; all traffic goes to it."""
+    deployment = _active(log, model)
+    after = deployment.evolve(
+        status="promoted", weights={"champion": 100.0, "challenger": 0.0},
+        last_check=time.time(),
+    )
+    saved = log.save(after, _event(deployment, after, "promote", actor, cause))
+    registry.set_alias(model, "champion", deployment.challenger)
+    registry.remove_alias(model, "challenger")
+    return saved
+
+
+def rollback(
+    registry: ModelRegistry,
+    log: DeploymentLog,
+    model: str,
+    *,
+    actor: str = "user",
+    cause: dict[str, Any] | None = None,
+) -> Deployment:
+    """All traffic back to the champion; the challenger alias goes."""
+    deployment = _active(log, model)
+    after = deployment.evolve(
+        status="rolled_back", weights={"champion": 100.0, "challenger": 0.0},
+        last_check=time.time(),
+    )
+    saved = log.save(after, _event(deployment, after, "rollback", actor, cause))
+    registry.remove_alias(model, "challenger")
+    return saved
+
+
+def pause(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment:
+    """Hold the current split; no gate runs until resumed."""
+    deployment = _active(log, model)
+    if deployment.status == "paused":
+        raise InvalidInput(f"model '{model}': the rollout is already paused")
+    after = deployment.evolve(status="paused")
+    return log.save(after, _event(deployment, after, "pause", actor, None))
+
+
+def resume(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment:
+    deployment = _active(log, model)
+    if deployment.status != "paused":
+        raise InvalidInput(f"model '{model}': the rollout is not paused")
+    after = deployment.evolve(status="running", last_check=time.time())
+    return log.save(after, _event(deployment, after, "resume", actor, None))
+
+
+def _active(log: DeploymentLog, model: str) -> Deployment:
+    deployment = log.get(model)
+    if deployment is None or not deployment.active:
+        raise InvalidInput(f"model '{model}': no rollout in progress")
+    return deployment
+
+
+def _event(
+    before: Deployment, after: Deployment, kind: str, actor: str, cause: dict[str, Any] | None
+) -> Event:
+    return Event(
+        before.model, kind, actor, cause or {"reason": "requested"},
+        _brief(before), _brief(after),
+    )
+
+
+def _brief(deployment: Deployment) -> dict[str, Any]:
+    """The part of the state an event needs to say what changed."""
+    return {
+        "status": deployment.status,
+        "strategy": deployment.strategy,
+        "champion": deployment.champion,
+        "challenger": deployment.challenger,
+        "weights": deployment.weights,
+        "step": deployment.step,
+        "failures": deployment.failures,
+    }
+
+
+def _steps(steps: Sequence[float] | None) -> tuple[float, ...]:
+    from mlcanary.control.deployments import DEFAULT_STEPS
+
+    ramp = tuple(float(s) for s in (steps if steps is not None else DEFAULT_STEPS))
+    if not ramp or any(not 0 < s <= 100 for s in ramp) or list(ramp) != sorted(set(ramp)):
+        raise InvalidInput(
+            f"steps: expected increasing percentages in (0, 100], got {list(ramp)}"
+        )
+    if ramp[-1] != 100:
+        raise InvalidInput(f"steps: expected the last step to be 100, got {ramp[-1]:g}")
+    return ramp

@@ -1,0 +1,220 @@
+"""The control loop: each running rollout's interval, its gates, and the action they call for.
+
+Every tick, each running deployment whose interval has passed is checked on the
+traffic of that interval (minus a settle time at both ends: servers pick up a new split
+within one poll, and write their counts within one flush). Then:
+
+* sample-ratio mismatch -> the rollout is paused (assignment is broken; a person looks);
+* the quality test says the challenger is worse -> rollback at once;
+* a fast, divergence or drift gate fails -> one failure; ``max_failures`` -> rollback;
+* every gate with data passes (the fast gate must have data) -> canary: next step, or
+  promotion after the last; A/B: promotion when the quality test says better;
+* otherwise (not enough traffic yet) nothing happens and the interval grows.
+
+Each decision is saved with the revision it read, so a restarted or second controller
+never takes a step twice, and each leaves an event with the gates' numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlcanary.control import actions
+from mlcanary.control.deployments import Conflict, Deployment, DeploymentLog, Event
+from mlcanary.control.gates import GateResult, divergence_gate, drift_gate, fast_gate, srm_gate
+from mlcanary.control.sequential import (
+    SequentialState,
+    Summary,
+    default_outcome,
+    outcomes,
+    update,
+)
+from mlcanary.monitor.signals import SignalLog
+from mlcanary.monitor.store import Store
+from mlcanary.monitor.watch import load_facts
+from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.serve.traffic import Counts, TrafficLog
+from mlcanary.signature import Signature
+
+log = logging.getLogger(__name__)
+
+ACTOR = "policy:rollout"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One interval's gates and what was done about them."""
+
+    model: str
+    action: str
+    gates: list[GateResult]
+
+    def cause(self) -> dict[str, Any]:
+        return {"gates": [g.as_dict() for g in self.gates]}
+
+
+class Controller:
+    """Runs the gates of every running rollout in a store and acts on them."""
+
+    def __init__(self, store: Store, registry: ModelRegistry, *, settle_seconds: float) -> None:
+        self.store = store
+        self.registry = registry
+        self.deployments = DeploymentLog(store)
+        self.traffic = TrafficLog(store)
+        self.signals = SignalLog(store)
+        self.settle = settle_seconds
+        self._signatures: dict[tuple[str, int], Signature] = {}
+
+    def tick(self, now: float | None = None) -> list[Check]:
+        now = time.time() if now is None else now
+        done = []
+        for deployment in self.deployments.active():
+            if deployment.status != "running" or deployment.strategy == "shadow":
+                continue
+            if now - deployment.last_check < deployment.interval_seconds:
+                continue
+            try:
+                check = self.check(deployment, now)
+            except Conflict:
+                continue  # another controller acted on it first
+            except Exception:
+                log.exception("rollout of %s: check failed", deployment.model)
+                continue
+            if check is not None:
+                done.append(check)
+        return done
+
+    def check(self, d: Deployment, now: float) -> Check | None:
+        since, until = d.last_check + self.settle, now - self.settle
+        totals = self.traffic.totals(d.model, since, until)
+        counts = {
+            variant: totals.get((variant, version), Counts())
+            for variant, version in d.versions().items()
+        }
+        gates = [srm_gate(counts, d.weights)]
+        if gates[0].passed is False:
+            after = d.evolve(status="paused", last_check=now, checks=d.checks + 1)
+            self.deployments.save(after, self._event(d, after, "pause", gates))
+            return Check(d.model, "pause", gates)
+        signature = self._signature(d.model, d.champion)
+        frames = {
+            variant: self.store.read_window(
+                d.model, variant=variant, version=version, since=since, until=until
+            )
+            for variant, version in d.versions().items()
+        }
+        gates.append(fast_gate(counts["champion"], counts["challenger"]))
+        gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
+        challenger_signals = [
+            s for s in self.signals.latest(d.model, kind="drift", last=50)
+            if s.variant == "challenger" and s.version == d.challenger and s.end_ts >= since
+        ]
+        gates.append(drift_gate(challenger_signals))
+        quality, state = self._quality(d, signature)
+        gates.append(quality)
+        d = d.evolve(sequential=state.to_dict())
+        verdict = state.verdict
+        failed = [g for g in gates if g.passed is False]
+
+        if verdict == "challenger_worse":
+            return self._rollback(d, gates, now)
+        if failed:
+            failures = d.failures + 1
+            if failures >= d.max_failures:
+                return self._rollback(d.evolve(failures=failures), gates, now)
+            after = d.evolve(failures=failures, last_check=now, checks=d.checks + 1)
+            self.deployments.save(after, self._event(d, after, "check_failed", gates))
+            return Check(d.model, "check_failed", gates)
+        fast = next(g for g in gates if g.gate == "fast")
+        if fast.passed is None:
+            return None  # not enough traffic: wait, the interval grows
+        if d.strategy == "ab":
+            if verdict == "challenger_better":
+                return self._promote(d, gates)
+            after = d.evolve(last_check=now, checks=d.checks + 1)
+            self.deployments.save(after, self._event(d, after, "check_passed", gates))
+            return Check(d.model, "check_passed", gates)
+        if d.step + 1 >= len(d.steps):
+            return self._promote(d, gates)
+        actions.step(self.deployments, d, Check(d.model, "step", gates).cause(), now=now)
+        return Check(d.model, "step", gates)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _rollback(self, d: Deployment, gates: list[GateResult], now: float) -> Check:
+        cause = Check(d.model, "rollback", gates).cause()
+        # The state with this check's numbers is what the rollback starts from.
+        actions.rollback(self.registry, _Pinned(self.deployments, d), d.model, actor=ACTOR,
+                         cause=cause)
+        log.warning("rollout of %s rolled back: %s", d.model,
+                    "; ".join(g.reason for g in gates if g.passed is False))
+        return Check(d.model, "rollback", gates)
+
+    def _promote(self, d: Deployment, gates: list[GateResult]) -> Check:
+        cause = Check(d.model, "promote", gates).cause()
+        actions.promote(self.registry, _Pinned(self.deployments, d), d.model, actor=ACTOR,
+                        cause=cause)
+        log.info("rollout of %s promoted version %s", d.model, d.challenger)
+        return Check(d.model, "promote", gates)
+
+    def _event(self, before: Deployment, after: Deployment, kind: str,
+               gates: list[GateResult]) -> Event:
+        return actions._event(before, after, kind, ACTOR, Check(before.model, kind, gates).cause())
+
+    # -- quality ---------------------------------------------------------------------------------
+
+    def _quality(self, d: Deployment, signature: Signature) -> tuple[GateResult, SequentialState]:
+        state = SequentialState.from_dict(d.sequential) if d.sequential else SequentialState()
+        summaries = {}
+        for variant, version in d.versions().items():
+            frame = self.store.read_window(d.model, variant=variant, version=version,
+                                           since=d.started)
+            labelled = frame[frame[TARGET_COLUMN].notna()] if not frame.empty else frame
+            summaries[variant] = Summary.of(self._outcomes(labelled, signature))
+        state, decision = update(state, summaries["champion"], summaries["challenger"])
+        numbers = decision.as_dict()
+        if decision.verdict == "challenger_worse":
+            return GateResult("quality", False, "challenger worse than champion", numbers), state
+        if state.looks == 0:
+            return GateResult("quality", None, decision.note or "no labels yet", numbers), state
+        return GateResult("quality", True, decision.verdict, numbers), state
+
+    def _outcomes(self, frame: pd.DataFrame, signature: Signature) -> Any:
+        if frame.empty:
+            return []
+        kind = default_outcome(signature.task)
+        classes = signature.classes
+        y_true = frame[TARGET_COLUMN].to_numpy()
+        predicted = frame[PREDICTION_COLUMN].to_numpy()
+        if classes is not None:
+            lookup = {str(c): c for c in classes}
+            truth = [lookup.get(str(v), v) for v in y_true]
+            answered = [lookup.get(str(v), v) for v in predicted]
+            scores = frame[[f"{SCORE_PREFIX}{c}" for c in classes]].to_numpy(dtype=float)
+            return outcomes(kind, truth, predicted=answered, scores=scores, classes=classes)
+        return outcomes(kind, y_true.astype(float), predicted=predicted.astype(float))
+
+    def _signature(self, model: str, version: int) -> Signature:
+        key = (model, version)
+        if key not in self._signatures:
+            self._signatures[key] = load_facts(self.registry, model, version).signature
+        return self._signatures[key]
+
+
+class _Pinned(DeploymentLog):
+    """A DeploymentLog whose ``get`` returns a given (already updated) deployment."""
+
+    def __init__(self, log: DeploymentLog, deployment: Deployment) -> None:
+        super().__init__(log.store)
+        self._deployment = deployment
+
+    def get(self, model: str) -> Deployment | None:
+        return self._deployment
+
+

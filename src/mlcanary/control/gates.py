@@ -1,0 +1,143 @@
+"""The gates a rollout passes each interval, in order; each returns its numbers.
+
+1. Sample-ratio mismatch: observed requests per variant against the intended split.
+   A mismatch stops the analysis (broken assignment says nothing about the model).
+2. Fast gate: the challenger's server-error rate and p99 latency against the champion's
+   on the same interval, and against absolute limits; the challenger's score distribution
+   against the champion's on the same traffic (an inverted or broken model shows here
+   long before labels arrive).
+3. Drift: the monitor's dataset-drift signals on the challenger's traffic.
+4. Quality, once labels exist: the sequential test (``sequential.update``), valid however
+   often it looks.
+
+A gate passes (True), fails (False) or lacks data (None): a rollout only advances when
+every gate with data passes and the fast gate has data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcanary.control.srm import srm_test
+from mlcanary.monitor.detectors import NumericReference, numeric_tests
+from mlcanary.monitor.signals import Signal
+from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX
+from mlcanary.serve.traffic import Counts
+from mlcanary.signature import Signature
+
+MIN_REQUESTS = 20
+"""Requests per variant an interval needs before the fast gate judges it."""
+MAX_ERROR_RATE = 0.05
+"""Absolute limit on the challenger's server-error rate."""
+ERROR_MARGIN = 0.01
+"""The challenger may exceed the champion's error rate by this much (then it fails)."""
+LATENCY_RATIO = 2.0
+"""The challenger's p99 may be at most this multiple of the champion's ..."""
+LATENCY_SLACK_MS = 5.0
+"""... plus this much (so 1 ms vs 5 ms, one latency bucket apart, is not a failure)."""
+DIVERGENCE_PSI = 0.25
+"""PSI between champion and challenger scores on the same traffic: 0.25 is the usual
+'major shift' band; models that differ only in training noise stay far below it."""
+DIVERGENCE_ALPHA = 0.001
+"""...and the KS test must reject equal distributions at this level."""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    passed: bool | None
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "passed": self.passed, "reason": self.reason,
+                **self.numbers}
+
+
+def srm_gate(counts: dict[str, Counts], weights: dict[str, float]) -> GateResult:
+    observed = {variant: c.requests for variant, c in counts.items()}
+    result = srm_test(observed, weights)
+    numbers = {"observed": observed, "expected": result.expected, "p_value": result.p_value}
+    if result.p_value is None and not result.mismatch:
+        return GateResult("srm", None, result.note or "too little traffic to test", numbers)
+    if result.mismatch:
+        return GateResult("srm", False, "traffic split differs from the intended one", numbers)
+    return GateResult("srm", True, "split as intended", numbers)
+
+
+def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
+    numbers = {
+        "requests": {"champion": champion.requests, "challenger": challenger.requests},
+        "error_rate": {"champion": champion.error_rate, "challenger": challenger.error_rate},
+        "p99_ms": {"champion": champion.quantile_ms(0.99),
+                   "challenger": challenger.quantile_ms(0.99)},
+    }
+    if challenger.requests < MIN_REQUESTS:
+        return GateResult("fast", None, f"fewer than {MIN_REQUESTS} challenger requests",
+                          numbers)
+    # At 100% the champion gets no traffic: the absolute limit alone judges errors.
+    compared = champion.requests >= MIN_REQUESTS
+    reasons = []
+    if challenger.error_rate > MAX_ERROR_RATE or (
+        compared and challenger.error_rate > champion.error_rate + ERROR_MARGIN
+    ):
+        reasons.append(
+            f"error rate {challenger.error_rate:.1%} vs champion {champion.error_rate:.1%}"
+        )
+    p99_a, p99_b = champion.quantile_ms(0.99), challenger.quantile_ms(0.99)
+    if (
+        compared and p99_a is not None and p99_b is not None
+        and p99_b > LATENCY_RATIO * p99_a + LATENCY_SLACK_MS
+    ):
+        reasons.append(f"p99 latency {p99_b:g} ms vs champion {p99_a:g} ms")
+    if reasons:
+        return GateResult("fast", False, "; ".join(reasons), numbers)
+    return GateResult("fast", True, "errors and latency within limits", numbers)
+
+
+def divergence_gate(
+    champion: pd.DataFrame, challenger: pd.DataFrame, signature: Signature
+) -> GateResult:
+    """Challenger scores vs champion scores on the same interval's traffic."""
+    a, b = _scores(champion, signature), _scores(challenger, signature)
+    if min(len(a), len(b)) < MIN_REQUESTS:
+        return GateResult("divergence", None, "too few logged predictions", {})
+    tests = {t.test: t for t in numeric_tests("score", NumericReference.from_values(a), b)}
+    psi, ks = tests["psi"].statistic, tests["ks"]
+    numbers = {"psi": psi, "ks": ks.statistic, "ks_p_value": ks.p_value,
+               "mean_score": {"champion": float(np.mean(a)), "challenger": float(np.mean(b))}}
+    # Both: a difference too large for chance (KS) and large enough to matter (PSI), since
+    # PSI alone is noisy on the few rows an early canary step sees (~9 / n per window).
+    if psi >= DIVERGENCE_PSI and ks.p_value is not None and ks.p_value < DIVERGENCE_ALPHA:
+        return GateResult("divergence", False,
+                          f"challenger scores diverge from the champion's (PSI {psi:.2f})",
+                          numbers)
+    return GateResult("divergence", True, "scores agree with the champion's", numbers)
+
+
+def drift_gate(signals: list[Signal]) -> GateResult:
+    flagged = [s for s in signals if s.flagged]
+    numbers = {"windows": len(signals), "flagged": len(flagged)}
+    if not signals:
+        return GateResult("drift", None, "no window of challenger traffic yet", numbers)
+    if flagged:
+        columns = sorted({c for s in flagged for c in s.payload["drifted_columns"]})
+        return GateResult("drift", False, f"dataset drift on challenger traffic ({columns})",
+                          numbers)
+    return GateResult("drift", True, "no drift on challenger traffic", numbers)
+
+
+def _scores(frame: pd.DataFrame, signature: Signature) -> np.ndarray:
+    if frame.empty:
+        return np.empty(0)
+    if signature.task == "regression":
+        return np.asarray(frame[PREDICTION_COLUMN], dtype=float)
+    classes = signature.classes or []
+    column = f"{SCORE_PREFIX}{classes[-1]}"  # the positive class (the last one otherwise)
+    if column not in frame:
+        return np.empty(0)
+    return np.asarray(frame[column].dropna(), dtype=float)

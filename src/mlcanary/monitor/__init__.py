@@ -1,0 +1,1 @@
+"""Watching served models: the prediction log, feedback, windows, detectors, performance."""

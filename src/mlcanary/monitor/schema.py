@@ -1,0 +1,118 @@
+"""The store's tables, declared once for SQLite and Postgres alike.
+
+Adding a table (signals, events) is adding a ``Table`` to ``metadata``: ``create_tables``
+creates whatever is missing, so an older store gains the new table on its next open.
+JSON travels as text: the same bytes on both databases, and nothing the store queries by.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Double, Engine, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Text, primary_key=True, comment="request id (V2 'id', V1 X-Request-Id)"),
+    Column("ts", Double, nullable=False, comment="answered at, epoch seconds"),
+    Column("model", Text, nullable=False),
+    Column("variant", Text, nullable=False, server_default="champion"),
+    Column("version", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("inputs", Text, nullable=False, comment="JSON {column: [values...]}, as validated"),
+    Column(
+        "outputs",
+        Text,
+        nullable=False,
+        comment='JSON {"predict": [...], "probabilities": [[...]], "classes": [...]}',
+    ),
+    Column("latency_ms", Double, nullable=False),
+    Index("predictions_model_ts", "model", "ts"),
+    Index("predictions_ts", "ts"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Text, primary_key=True, comment="the prediction's id"),
+    Column("ts", Double, nullable=False, comment="labelled at, epoch seconds"),
+    Column("labels", Text, nullable=False, comment="JSON list, one label per predicted row"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("variant", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", Text, nullable=False, comment="drift | performance"),
+    Column("start_ts", Double, nullable=False, comment="first request of the window"),
+    Column("end_ts", Double, nullable=False, comment="last request of the window"),
+    Column("last_id", Text, nullable=False, comment="last request id (the window's cursor)"),
+    Column("rows", Integer, nullable=False),
+    Column("created", Double, nullable=False),
+    Column("flagged", Integer, nullable=False, comment="1: dataset drift / degraded"),
+    Column("payload", Text, nullable=False, comment="JSON: the tests or the metric"),
+    Index("signals_model_id", "model", "id"),
+    # Two monitors on one store (a replica's and `mlcanary watch`) cannot record a
+    # window twice: the second insert of the same window is a no-op.
+    Index("signals_window", "model", "variant", "version", "kind", "last_id", unique=True),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("revision", Integer, nullable=False, comment="bumped by every change (optimistic lock)"),
+    Column("updated", Double, nullable=False),
+    Column("state", Text, nullable=False, comment="JSON: control.deployments.Deployment"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Double, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("kind", Text, nullable=False, comment="deploy, step, promote, rollback, pause, ..."),
+    Column("actor", Text, nullable=False, comment="'user:<name>' or 'policy:<rule>'"),
+    Column("cause", Text, nullable=False, comment="JSON: the signal and its numbers"),
+    Column("before", Text, nullable=False, comment="JSON: state before"),
+    Column("after", Text, nullable=False, comment="JSON: state after"),
+    Index("events_model_id", "model", "id"),
+)
+
+traffic = Table(
+    "traffic",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Double, nullable=False, comment="end of the counting period"),
+    Column("model", Text, nullable=False),
+    Column("variant", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False, comment="answered 5xx"),
+    Column("latency", Text, nullable=False, comment="JSON: counts per LATENCY_EDGES_MS bucket"),
+    Index("traffic_model_ts", "model", "ts"),
+)
+
+_SCHEMA_LOCK = 0x6D6C636E  # any constant: serialises table creation across Postgres clients
+
+
+def create_tables(engine: Engine) -> None:
+    """Create missing tables and indexes; safe to run from several processes at once.
+
+    ``IF NOT EXISTS`` makes a second creator a no-op. SQLite serialises DDL by itself;
+    on Postgres two concurrent ``CREATE TABLE IF NOT EXISTS`` can still collide in the
+    catalog, so creators take a transaction-scoped advisory lock first.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        for table in metadata.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                conn.execute(CreateIndex(index, if_not_exists=True))

@@ -1,0 +1,116 @@
+"""What the monitor says about a model: one JSON document and its table form.
+
+``mlcanary status NAME --json`` and ``GET /monitor/{name}`` return the same document:
+the log's size, then per window the dataset-level decision and every test
+(``{"feature", "test", "statistic", "p_value", "effect_size", "drift"}``), and the latest
+performance signal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from mlcanary.monitor.signals import Signal, SignalLog
+from mlcanary.monitor.store import Store
+
+
+def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any]:
+    """The monitor's view of ``name``: log size, the ``last`` drift windows, performance."""
+    log = SignalLog(store)
+    drift = log.latest(name, kind="drift", last=last)
+    performance = log.latest(name, kind="performance", last=1)
+    return {
+        "model": name,
+        "store": store.where,
+        "predictions_logged": store.count(name),
+        "windows": [_window(s) for s in drift],
+        "performance": _performance(performance[0]) if performance else None,
+    }
+
+
+def _window(signal: Signal) -> dict[str, Any]:
+    payload = signal.payload
+    return {
+        "variant": signal.variant,
+        "version": signal.version,
+        "start": _iso(signal.start_ts),
+        "end": _iso(signal.end_ts),
+        "rows": signal.rows,
+        "dataset_drift": payload["dataset_drift"],
+        "drift_share": payload["drift_share"],
+        "drifted_columns": payload["drifted_columns"],
+        "prediction_drift": payload["prediction_drift"],
+        "multivariate": payload["multivariate"],
+        "tests": payload["tests"],
+    }
+
+
+def _performance(signal: Signal) -> dict[str, Any]:
+    return {
+        "variant": signal.variant,
+        "version": signal.version,
+        "start": _iso(signal.start_ts),
+        "end": _iso(signal.end_ts),
+        **signal.payload["performance"],
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def status_renderable(document: dict[str, Any]) -> Group:
+    """Rich tables: one line per window, then the latest window's drifted tests."""
+    windows = Table(title=f"{document['model']}: drift per window", title_justify="left")
+    for column in ("end (UTC)", "variant", "version", "rows", "dataset drift", "share",
+                   "drifted columns", "multivariate AUC"):
+        windows.add_column(column, justify="right" if column in ("rows", "share") else "left")
+    for w in document["windows"]:
+        multi = w["multivariate"]
+        windows.add_row(
+            w["end"].replace("+00:00", ""),
+            w["variant"],
+            str(w["version"]),
+            f"{w['rows']:,}",
+            Text("DRIFT", style="bold red") if w["dataset_drift"] else Text("ok", style="green"),
+            f"{w['drift_share']:.0%}",
+            ", ".join(w["drifted_columns"]) or "-",
+            "-" if multi is None else f"{multi['statistic']:.3f} (p={multi['p_value']:.2g})",
+        )
+    parts: list[Any] = [
+        Text(f"{document['predictions_logged']:,} predictions logged in {document['store']}")
+    ]
+    parts.append(windows if document["windows"] else Text("no window analysed yet"))
+    if document["windows"]:
+        latest = document["windows"][-1]
+        tests = Table(title="latest window: tests that fired", title_justify="left")
+        for column in ("feature", "test", "statistic", "p-value", "effect size"):
+            tests.add_column(column)
+        for t in latest["tests"]:
+            if t["drift"]:
+                tests.add_row(t["feature"], t["test"], _num(t["statistic"]), _num(t["p_value"]),
+                              _num(t["effect_size"]))
+        if tests.row_count:
+            parts.append(tests)
+    performance = document["performance"]
+    if performance is None:
+        parts.append(Text("performance: no labelled window yet"))
+    else:
+        verdict = "DEGRADED" if performance["degraded"] else "ok"
+        parts.append(Text(
+            f"performance ({performance['n']:,} labelled rows, v{performance['version']}): "
+            f"{performance['metric']} {_num(performance['value'])} "
+            f"[{_num(performance['ci_low'])}, {_num(performance['ci_high'])}] vs baseline "
+            f"{_num(performance['baseline'])}: {verdict}",
+            style="bold red" if performance["degraded"] else "",
+        ))
+    return Group(*parts)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

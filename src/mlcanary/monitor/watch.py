@@ -1,0 +1,291 @@
+"""The monitor loop: read the prediction log in windows, run the detectors, store signals.
+
+Each tick, for every watched model, the log is read up to ``now - settle`` (requests
+answered earlier than that have been flushed by every replica) and split by variant and
+version. Each group continues from its own cursor (the last window recorded for it), so
+a restarted monitor resumes where the store says, and two monitors on one store cannot
+record a window twice (the ``signals`` table refuses the duplicate). Every window is
+compared with the reference of the version that served it.
+
+Performance is computed on the group's most recent labelled rows whenever their labels
+changed since the last performance signal (a digest of ids and labels says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcanary.config import Settings
+from mlcanary.monitor.decision import DriftSettings, Reference, analyse
+from mlcanary.monitor.performance import default_metric, window_performance
+from mlcanary.monitor.records import ID_COLUMN, VARIANT_COLUMN, VERSION_COLUMN
+from mlcanary.monitor.signals import Signal, SignalLog
+from mlcanary.monitor.store import Store
+from mlcanary.monitor.windows import after, cut
+from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
+from mlcanary.signature import Signature
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How the log is cut and how much of it performance looks at."""
+
+    rows: int = 1000
+    seconds: float | None = 3600.0
+    min_rows: int = 200
+    settle_seconds: float = 3.0
+    performance_rows: int = 2000
+    performance_min_rows: int = 100
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What the monitor needs of a model version, loaded once."""
+
+    signature: Signature
+    reference: Reference
+    baseline: dict[str, float]
+    """CV mean of every metric the version was evaluated on."""
+
+
+class Monitor:
+    """Turns new log records into drift and performance signals."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: ModelRegistry,
+        names: list[str],
+        *,
+        plan: WindowPlan | None = None,
+        drift: DriftSettings | None = None,
+        on_signal: Callable[[Signal], None] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.store = store
+        self.signals = SignalLog(store)
+        self.registry = registry
+        self.names = names
+        self.plan = plan or WindowPlan()
+        self.drift = drift or DriftSettings()
+        self.on_signal = on_signal
+        self.seed = seed
+        self._facts: dict[tuple[str, int], VersionFacts] = {}
+        self._floor: dict[str, float] = {}
+        """Per model: no group has unanalysed rows older than this."""
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[Signal]:
+        """Analyse whatever closed windows the log holds now; return the new signals."""
+        now = time.time() if now is None else now
+        out: list[Signal] = []
+        for name in self.names:
+            try:
+                out.extend(self._model(name, now))
+            except Exception:  # one broken model must not stop the others' monitoring
+                log.exception("monitor: model %s failed this tick", name)
+        return out
+
+    def _model(self, name: str, now: float) -> list[Signal]:
+        until = now - self.plan.settle_seconds
+        frame = self.store.read_window(name, since=self._floor.get(name), until=until)
+        out: list[Signal] = []
+        floors = [until]
+        for key, group in frame.groupby([VARIANT_COLUMN, VERSION_COLUMN], sort=False):
+            variant, version = _group(key)
+            cursor = self.signals.cursor(name, variant, version, "drift")
+            fresh = after(group, cursor)
+            windows = cut(
+                fresh,
+                rows=self.plan.rows,
+                seconds=self.plan.seconds,
+                min_rows=self.plan.min_rows,
+                now=now,
+            )
+            consumed = sum(w.rows for w in windows)
+            if consumed < len(fresh):
+                floors.append(float(fresh["__ts__"].iloc[consumed]))
+            if not windows:
+                continue
+            facts = self.facts(name, version)
+            for window in windows:
+                report = analyse(facts.reference, window.frame, self.drift, seed=self.seed)
+                signal = Signal(
+                    model=name,
+                    variant=variant,
+                    version=version,
+                    kind="drift",
+                    start_ts=window.start_ts,
+                    end_ts=window.end_ts,
+                    last_id=window.last_id,
+                    rows=window.rows,
+                    flagged=report.dataset_drift,
+                    payload=report.as_dict(),
+                )
+                if self.signals.add(signal):
+                    out.append(signal)
+        self._floor[name] = min(floors)
+        out.extend(self._performances(name))
+        for signal in out:
+            log.info(
+                "monitor: %s v%s (%s) %s window of %d rows: %s",
+                name, signal.version, signal.variant, signal.kind, signal.rows,
+                "FLAGGED" if signal.flagged else "ok",
+            )
+            if self.on_signal is not None:
+                self.on_signal(signal)
+        return out
+
+    def _performances(self, name: str) -> list[Signal]:
+        """A performance signal per group whose recent labels changed since its last one."""
+        recent = self.store.read_window(name, limit=self.plan.performance_rows)
+        if recent.empty:
+            return []
+        out = []
+        labelled = recent[recent[TARGET_COLUMN].notna()]
+        for key, group in labelled.groupby([VARIANT_COLUMN, VERSION_COLUMN], sort=False):
+            signal = self._performance(name, *_group(key), group)
+            if signal is not None and self.signals.add(signal):
+                out.append(signal)
+        return out
+
+    def _performance(
+        self, name: str, variant: str, version: int, labelled: pd.DataFrame
+    ) -> Signal | None:
+        if len(labelled) < self.plan.performance_min_rows:
+            return None
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(
+                labelled[[ID_COLUMN, TARGET_COLUMN]].astype(str), index=False
+            ).to_numpy().tobytes()
+        ).hexdigest()[:32]
+        facts = self.facts(name, version)
+        signature = facts.signature
+        metric = default_metric(signature.task, signature.classes)
+        if metric not in facts.baseline:
+            return None
+        y_true = _labels(labelled[TARGET_COLUMN].to_numpy(), signature)
+        predicted = _labels(labelled[PREDICTION_COLUMN].to_numpy(), signature)
+        if signature.task == "regression":
+            scores = predicted.astype(float)
+        else:
+            columns = [f"{SCORE_PREFIX}{c}" for c in signature.classes or []]
+            scores = labelled[columns].to_numpy(dtype=float)
+        result = window_performance(
+            y_true,
+            scores,
+            predicted,
+            task=signature.task,
+            classes=signature.classes,
+            baseline=facts.baseline[metric],
+            metric=metric,
+            seed=self.seed,
+        )
+        return Signal(
+            model=name,
+            variant=variant,
+            version=version,
+            kind="performance",
+            start_ts=float(labelled["__ts__"].iloc[0]),
+            end_ts=float(labelled["__ts__"].iloc[-1]),
+            last_id=digest,
+            rows=len(labelled),
+            flagged=result.degraded,
+            payload={"performance": result.as_dict()},
+        )
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def facts(self, name: str, version: int) -> VersionFacts:
+        """The version's signature, drift reference and CV baseline (cached)."""
+        key = (name, version)
+        if key not in self._facts:
+            self._facts[key] = load_facts(self.registry, name, version)
+        return self._facts[key]
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, every: float) -> None:
+        """Tick every ``every`` seconds until ``stop`` is set (a final tick included)."""
+        while not stop.wait(every):
+            self.tick()
+
+    def start(self, every: float) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.run, args=(stop, every), name="mlcanary-monitor", daemon=True
+        )
+        thread.start()
+        return thread, stop
+
+
+def monitor_from_settings(
+    settings: Settings,
+    store: Store,
+    names: list[str],
+    on_signal: Callable[[Signal], None] | None = None,
+) -> Monitor:
+    """The monitor ``mlcanary serve`` and ``mlcanary watch`` run, configured by settings."""
+    plan = WindowPlan(
+        rows=settings.window_rows,
+        seconds=settings.window_seconds,
+        min_rows=settings.window_min_rows,
+        # Every replica has flushed what it answered this long ago (one interval, plus a
+        # second interval for a flush already under way, plus a margin).
+        settle_seconds=2 * settings.log_flush_seconds + 1.0,
+    )
+    return Monitor(
+        store,
+        ModelRegistry(settings),
+        names,
+        plan=plan,
+        drift=DriftSettings(correction=settings.drift_correction),
+        on_signal=on_signal,
+        seed=settings.seed,
+    )
+
+
+def load_facts(registry: ModelRegistry, name: str, version: int) -> VersionFacts:
+    import json
+
+    with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-v{version}-") as tmp:
+        bundle = registry.download(name, version, Path(tmp)) / BUNDLE_DIR
+        signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
+        profile = json.loads((bundle / "profile.json").read_text())
+        metrics = json.loads((bundle / "metrics.json").read_text())
+        sample = pd.read_parquet(bundle / "reference.parquet")
+    reference = Reference.from_sample(sample, signature, profile.get("importance", {}))
+    baseline = {k: float(v["mean"]) for k, v in metrics.get("model", {}).items()}
+    return VersionFacts(signature, reference, baseline)
+
+
+def _group(key: Any) -> tuple[str, int]:
+    variant, version = key
+    return str(variant), int(version)
+
+
+def _labels(values: np.ndarray, signature: Signature) -> np.ndarray:
+    """Labels as the version's classes are typed (JSON may bring 1 for 1, '1' for '1')."""
+    if signature.task == "regression":
+        return np.asarray(values, dtype=float)
+    classes = signature.classes or []
+    lookup: dict[Any, Any] = {}
+    for c in classes:
+        lookup[c] = c
+        lookup[str(c)] = c
+    return np.asarray([lookup.get(v, lookup.get(str(v), v)) for v in values], dtype=object)

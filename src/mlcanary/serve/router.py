@@ -1,0 +1,68 @@
+"""Routing a request to a variant: the rollout state from the store, a sticky hash.
+
+The router holds the latest snapshot of each model's active deployment (refreshed by the
+server's poll, so every replica follows within one poll interval) and answers, per
+request, which variant serves it and whether a shadow copy goes to the challenger. The
+same key always maps to the same variant for a given rollout (``control.assignment``):
+a caller that sends ``X-Mlcanary-Key`` (or the deployment's key column) sees one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlcanary.control.assignment import assign, shadow_selected
+from mlcanary.control.deployments import Deployment, DeploymentLog
+from mlcanary.monitor.store import Store
+from mlcanary.serve.tensors import Tensor
+
+KEY_HEADER = "x-mlcanary-key"
+VARIANT_HEADER = "x-mlcanary-variant"
+
+
+class Router:
+    """Which variant answers; shadow copies."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.log = DeploymentLog(store) if store is not None else None
+        self.deployments: dict[str, Deployment] = {}
+
+    def refresh(self) -> dict[str, Deployment]:
+        """Read the active deployments (blocking: call it from a worker thread)."""
+        if self.log is not None:
+            self.deployments = {d.model: d for d in self.log.active()}
+        return self.deployments
+
+    def deployment(self, name: str) -> Deployment | None:
+        return self.deployments.get(name)
+
+    def key(self, name: str, header: str | None, inputs: Sequence[Tensor], fallback: str) -> str:
+        """The request's assignment key: header, else the key column's first value, else
+        ``fallback`` (the request id: random, so the split still holds on average)."""
+        if header:
+            return header
+        deployment = self.deployments.get(name)
+        column = deployment.key_column if deployment is not None else None
+        if column is not None:
+            for tensor in inputs:
+                if tensor.name == column and len(tensor.data):
+                    value = np.asarray(tensor.data, dtype=object).reshape(-1)[0]
+                    return value.decode() if isinstance(value, bytes) else str(value)
+        return fallback
+
+    def choose(self, name: str, key: str) -> str:
+        deployment = self.deployments.get(name)
+        if deployment is None or deployment.strategy == "shadow":
+            return "champion"
+        return assign(key, deployment.weights, deployment.salt)
+
+    def shadow(self, name: str, key: str) -> bool:
+        deployment = self.deployments.get(name)
+        return (
+            deployment is not None
+            and deployment.strategy == "shadow"
+            and deployment.status == "running"
+            and shadow_selected(key, deployment.mirror_percent, deployment.salt)
+        )

@@ -1,0 +1,107 @@
+"""Traffic counts per model, variant and version: requests, server errors, latency.
+
+The prediction log holds answered requests only; a rollout's gates also need the
+requests that failed and the latency distribution of each variant. The server counts
+them in memory (a dictionary update per request, on the event loop) and writes the
+counts of each period to the store's ``traffic`` table, so the controller sees every
+replica's traffic and no request waits for a write.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from sqlalchemy import and_, select
+
+from mlcanary.monitor.schema import traffic
+from mlcanary.monitor.store import Store
+
+LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+"""Upper edges of the latency buckets; a last bucket holds everything slower."""
+
+Key = tuple[str, str, int]
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    errors: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_EDGES_MS) + 1))
+
+    def add(self, other: Counts) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def quantile_ms(self, q: float) -> float | None:
+        """Upper edge of the bucket holding quantile ``q`` (conservative); None if empty."""
+        total = sum(self.latency)
+        if total == 0:
+            return None
+        index = int(np.searchsorted(np.cumsum(self.latency), q * total))
+        return float(LATENCY_EDGES_MS[index]) if index < len(LATENCY_EDGES_MS) else float("inf")
+
+
+class TrafficCounter:
+    """In-memory counts since the last ``drain``; only the event loop writes them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Key, Counts] = {}
+
+    def record(self, model: str, variant: str, version: int, seconds: float, error: bool) -> None:
+        counts = self.counts.get((model, variant, version))
+        if counts is None:
+            counts = self.counts[(model, variant, version)] = Counts()
+        counts.requests += 1
+        counts.errors += error
+        counts.latency[bisect.bisect_left(LATENCY_EDGES_MS, seconds * 1000)] += 1
+
+    def drain(self) -> dict[Key, Counts]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+class TrafficLog:
+    """Writes and sums ``traffic`` rows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write(self, counts: dict[Key, Counts], ts: float | None = None) -> None:
+        if not counts:
+            return
+        ts = time.time() if ts is None else ts
+        rows = [
+            {
+                "ts": ts, "model": model, "variant": variant, "version": version,
+                "requests": c.requests, "errors": c.errors,
+                "latency": orjson.dumps(c.latency).decode(),
+            }
+            for (model, variant, version), c in counts.items()
+        ]
+        with self.store._write() as conn:
+            conn.execute(traffic.insert(), rows)
+
+    def totals(self, model: str, since: float, until: float) -> dict[tuple[str, int], Counts]:
+        """Counts per (variant, version) written in ``[since, until)``."""
+        query = select(
+            traffic.c.variant, traffic.c.version, traffic.c.requests, traffic.c.errors,
+            traffic.c.latency,
+        ).where(and_(traffic.c.model == model, traffic.c.ts >= since, traffic.c.ts < until))
+        with self.store._read() as conn:
+            rows: Iterable[tuple[str, int, int, int, str]] = conn.execute(query).all()
+        out: dict[tuple[str, int], Counts] = {}
+        for variant, version, requests, errors, latency in rows:
+            out.setdefault((variant, int(version)), Counts()).add(
+                Counts(int(requests), int(errors), list(orjson.loads(latency)))
+            )
+        return out

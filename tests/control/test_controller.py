@@ -1,0 +1,179 @@
+"""The controller's decisions from real traffic records in a real store and registry."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlcanary.config import Settings
+from mlcanary.control import actions
+from mlcanary.control.controller import Controller
+from mlcanary.control.deployments import Deployment, DeploymentLog
+from mlcanary.demo import make_churn
+from mlcanary.monitor.records import PredictionRecord
+from mlcanary.monitor.store import Store
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.serve.runtime import NativeRuntime
+from mlcanary.serve.traffic import TrafficCounter, TrafficLog
+from mlcanary.serve.validation import columns_from_frame
+from tests.serve.conftest import registered_churn
+
+SETTLE = 1.0
+
+
+@dataclass
+class Rig:
+    registry: ModelRegistry
+    store: Store
+    log: DeploymentLog
+    controller: Controller
+    runtime: NativeRuntime
+
+    def deploy(self, **kwargs: object) -> Deployment:
+        options = {"challenger": 2, "strategy": "canary", "interval_seconds": 10.0}
+        return actions.deploy(self.registry, self.log, "churn", **{**options, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return registered_churn(tmp_path_factory.mktemp("control"), 1500, seed=7, versions=2)
+
+
+@pytest.fixture
+def rig(template: Path, tmp_path: Path) -> Iterator[Rig]:
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    registry = ModelRegistry(Settings(home=home))
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signature = Controller(store, registry, settle_seconds=SETTLE)._signature("churn", 1)
+        runtime = NativeRuntime(registry.load("churn", 1), signature)
+        yield Rig(registry, store, DeploymentLog(store), Controller(store, registry,
+                  settle_seconds=SETTLE), runtime)
+
+
+def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int = 400,
+            errors: float = 0.0, slow: float = 1.0, invert: bool = False,
+            split: dict[str, float] | None = None, seed: int = 0) -> list[tuple[str, str, int]]:
+    """Requests over ``[start, start + seconds)`` split as ``split`` (default: the weights)."""
+    rng = np.random.default_rng([seed, 99])  # not make_churn's stream: no correlation
+    weights = split or d.weights
+    frame = make_churn(rows, seed=seed)
+    counter, records, served = TrafficCounter(), [], []
+    names = list(weights)
+    chosen = rng.choice(names, size=rows, p=[weights[n] / 100 for n in names])
+    signature = rig.runtime.signature
+    for i, variant in enumerate(chosen):
+        version = d.versions()[variant]
+        ts = start + seconds * i / rows
+        failed = variant == "challenger" and rng.random() < errors
+        latency = 0.004 * (slow if variant == "challenger" else 1.0)
+        counter.record("churn", variant, version, latency, failed)
+        if failed:
+            continue
+        columns = columns_from_frame(frame.iloc[[i]].drop(columns="churned"), signature)
+        prediction = rig.runtime.predict(columns)
+        proba = prediction.proba
+        assert proba is not None
+        if invert and variant == "challenger":
+            proba = proba[:, ::-1]
+        predicted = np.asarray(signature.classes)[proba.argmax(axis=1)]
+        request_id = uuid.uuid4().hex
+        records.append(PredictionRecord(request_id, ts, "churn", version, columns, predicted,
+                                        proba, signature.classes, latency * 1000, variant))
+        served.append((request_id, variant, int(frame["churned"].iloc[i])))
+    rig.store.write_predictions(records)
+    TrafficLog(rig.store).write(counter.drain(), ts=start + seconds / 2)
+    return served
+
+
+def test_a_good_canary_steps_through_every_weight_and_is_promoted(rig: Rig) -> None:
+    d = rig.deploy(steps=[10, 50, 100])
+    now = d.last_check
+    seen = []
+    for k in range(3):
+        current = rig.log.get("churn")
+        assert current is not None
+        traffic(rig, current, now + 2, 6, seed=k)
+        now += 10
+        (check,) = rig.controller.tick(now=now)
+        seen.append(check.action)
+    assert seen == ["step", "step", "promote"]
+    assert rig.registry.alias_version("churn", "champion") == 2
+    assert rig.registry.alias_version("churn", "challenger") is None
+    kinds = [e.kind for e in rig.log.events("churn")]
+    assert kinds == ["deploy", "step", "step", "promote"]
+
+
+@pytest.mark.parametrize(
+    ("broken", "gate", "reason"),
+    [
+        ({"errors": 0.2}, "fast", "error rate"),
+        ({"slow": 5.0}, "fast", "p99 latency"),
+        ({"invert": True}, "divergence", "diverge"),
+    ],
+)
+def test_a_broken_challenger_is_rolled_back_within_max_failures(
+    rig: Rig, broken: dict[str, object], gate: str, reason: str
+) -> None:
+    d = rig.deploy(steps=[50, 100], max_failures=2)
+    now = d.last_check
+    actions_seen = []
+    for k in range(2):
+        current = rig.log.get("churn")
+        assert current is not None
+        traffic(rig, current, now + 2, 6, seed=10 + k, **broken)  # type: ignore[arg-type]
+        now += 10
+        (check,) = rig.controller.tick(now=now)
+        actions_seen.append(check.action)
+        failed = {g.gate: g for g in check.gates if g.passed is False}
+        assert gate in failed and reason in failed[gate].reason
+    assert actions_seen == ["check_failed", "rollback"]
+    assert rig.registry.alias_version("churn", "champion") == 1
+    assert rig.registry.alias_version("churn", "challenger") is None
+    last = rig.log.events("churn")[-1]
+    assert last.kind == "rollback" and last.actor == "policy:rollout"
+    numbers = next(g for g in last.cause["gates"] if g["gate"] == gate)
+    assert numbers["passed"] is False and reason in numbers["reason"]
+
+
+def test_a_skewed_split_pauses_the_rollout_and_never_promotes(rig: Rig) -> None:
+    d = rig.deploy(steps=[50, 100])
+    traffic(rig, d, d.last_check + 2, 6, rows=600, split={"champion": 80, "challenger": 20})
+    (check,) = rig.controller.tick(now=d.last_check + 10)
+    assert check.action == "pause" and check.gates[0].gate == "srm"
+    assert check.gates[0].numbers["p_value"] < 0.001
+    current = rig.log.get("churn")
+    assert current is not None and current.status == "paused" and current.step == 0
+    assert rig.controller.tick(now=d.last_check + 100) == []  # paused: no gate runs
+    assert rig.registry.alias_version("churn", "champion") == 1
+
+
+def test_too_little_traffic_waits_and_a_second_controller_does_not_double_step(rig: Rig) -> None:
+    d = rig.deploy(steps=[50, 100])
+    traffic(rig, d, d.last_check + 2, 6, rows=10)
+    assert rig.controller.tick(now=d.last_check + 10) == []  # 10 requests: no decision
+    traffic(rig, d, d.last_check + 10, 6, rows=400, seed=3)
+    other = Controller(rig.store, rig.registry, settle_seconds=SETTLE)
+    first = rig.controller.tick(now=d.last_check + 20)
+    second = other.tick(now=d.last_check + 20)
+    assert [c.action for c in first] == ["step"] and second == []
+    assert [e.kind for e in rig.log.events("churn")] == ["deploy", "step"]
+
+
+def test_labels_that_show_a_worse_challenger_roll_it_back(rig: Rig) -> None:
+    d = rig.deploy(strategy="ab", weights=[50, 50], interval_seconds=10.0)
+    served = traffic(rig, d, d.last_check + 2, 6, rows=1200, invert=True, seed=5)
+    ids = [(i, label) for i, _, label in served]
+    rig.store.add_feedback("churn", ids)
+    (check,) = rig.controller.tick(now=d.last_check + 10)
+    assert check.action == "rollback"
+    quality = next(g for g in check.gates if g.gate == "quality")
+    assert quality.passed is False and quality.numbers["difference"] < 0
+
+

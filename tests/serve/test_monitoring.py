@@ -1,0 +1,123 @@
+"""A real server watches its own traffic: signals over HTTP, in Prometheus, in the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlcanary.demo import make_churn
+from tests.conftest import cli_runner
+from tests.serve.conftest import registered_churn, running_server
+from tests.serve.test_prediction_log import feedback, infer
+
+ENV = {
+    "MLCANARY_LOG_FLUSH_SECONDS": "0.2",
+    "MLCANARY_MONITOR_SECONDS": "0.3",
+    "MLCANARY_WINDOW_ROWS": "400",
+    "MLCANARY_WINDOW_SECONDS": "3600",
+}
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        body = resp.read()
+        return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError("the monitor did not produce the expected signal in time")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return registered_churn(tmp_path_factory.mktemp("monitoring"), 3000, seed=21)
+
+
+def send(url: str, rows: pd.DataFrame, per_request: int = 20) -> list[tuple[str, int]]:
+    """Send ``rows`` in requests; return (id, rows) per request."""
+    out = []
+    for begin in range(0, len(rows), per_request):
+        answer = infer(url, rows.iloc[begin : begin + per_request])
+        out.append((answer["id"], len(rows.iloc[begin : begin + per_request])))
+    return out
+
+
+def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> None:
+    with running_server(home, ["churn"], **ENV) as running:
+        url = running.url
+        clean = make_churn(400, seed=22)
+        ids = send(url, clean.drop(columns="churned"))
+        first = wait_for(lambda: get(f"{url}/monitor/churn")["windows"])
+        assert first[0]["rows"] == 400 and first[0]["dataset_drift"] is False
+        shifted = make_churn(400, seed=23).drop(columns="churned")
+        shifted["monthly_charges"] = shifted["monthly_charges"] * 2
+        send(url, shifted)
+        windows = wait_for(
+            lambda: [w for w in get(f"{url}/monitor/churn?last=5")["windows"] if w["dataset_drift"]]
+        )
+        assert "monthly_charges" in windows[0]["drifted_columns"]
+        metrics = get(f"{url}/metrics").decode()
+        assert 'mlcanary_drift_dataset{model="churn",variant="champion",version="1"} 1.0' in metrics
+        assert 'mlcanary_feature_drift{feature="monthly_charges",model="churn"} 1.0' in metrics
+
+        # Labels for the clean traffic: a performance signal against the CV baseline.
+        labels = clean["churned"].tolist()
+        items, at = [], 0
+        for request_id, n in ids:
+            items.append({"id": request_id, "label": labels[at : at + n]})
+            at += n
+        status, result = feedback(url, items)
+        assert status == 200 and result["matched"] == len(ids)
+        document = wait_for(lambda: get(f"{url}/monitor/churn")["performance"] and
+                            get(f"{url}/monitor/churn"))
+        performance = document["performance"]
+        assert performance["metric"] == "roc_auc" and performance["n"] == 400
+        assert performance["ci_low"] <= performance["value"] <= performance["ci_high"]
+        assert 'mlcanary_performance_degraded{model="churn"' in get(f"{url}/metrics").decode()
+
+        # The CLI reads the same store: tables, and one JSON document.
+        cli = cli_runner(home)
+        shown = cli("status", "churn")
+        assert shown.code == 0, shown.stderr
+        assert "DRIFT" in shown.stdout and "monthly_charges" in shown.stdout
+        assert "roc_auc" in shown.stdout
+        as_json = cli("status", "churn", "--json")
+        assert json.loads(as_json.stdout)["windows"][-1]["tests"]
+        written = cli("report", "churn", "--out", str(home.parent / "drift.html"))
+        assert written.code == 0, written.stderr
+        assert "monthly_charges (drift)" in (home.parent / "drift.html").read_text()
+
+
+def failure(url: str) -> tuple[int, str]:
+    try:
+        urllib.request.urlopen(url, timeout=10)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+    raise AssertionError(f"expected an error from {url}")
+
+
+def test_monitor_route_errors_are_clear(home: Path) -> None:
+    with running_server(home, ["churn"], **ENV) as running:
+        status, message = failure(f"{running.url}/monitor/nope")
+        assert status == 404 and "'nope'" in message
+        status, message = failure(f"{running.url}/monitor/churn?last=zero")
+        assert status == 400 and "query parameter 'last'" in message
+
+
+def test_status_of_an_unknown_model_is_one_line_and_exit_2(home: Path) -> None:
+    result = cli_runner(home)("status", "nope")
+    assert result.code == 2 and "nope" in result.stderr and "Traceback" not in result.stderr
