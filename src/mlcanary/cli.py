@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mlcanary.errors import MlcanaryError
+from mlcanary.errors import InvalidInput, MlcanaryError
 from mlcanary.tables import feedback_table, metrics_table, versions_table
 
 app = typer.Typer(
@@ -233,38 +233,44 @@ def feedback(
 def watch(
     names: list[str] = typer.Argument(..., help="Models whose prediction log to watch."),
     once: bool = typer.Option(False, "--once", help="Analyse what is there now, then exit."),
+    quiet: bool = typer.Option(False, "--quiet", help="Log signals instead of printing them."),
 ) -> None:
-    """Run the monitor on its own: windows of the shared prediction log -> drift and
-    performance signals in the store (for replicas started with MLCANARY_MONITOR=false)."""
+    """Run the monitor and the rollout controller: windows of the prediction log -> drift
+    and performance signals; running rollouts -> gates -> step, promote or roll back.
+
+    mlcanary serve runs this in a child process; run it yourself for replicas started
+    with MLCANARY_MONITOR=false that share one store.
+    """
     import threading
 
     from mlcanary.config import Settings
-    from mlcanary.monitor.store import Store
-    from mlcanary.monitor.watch import monitor_from_settings
+    from mlcanary.control.loop import watch as watch_loop
     from mlcanary.registry.versions import ModelRegistry
 
     settings = Settings()
     registry = ModelRegistry(settings)
     for name in names:
         registry.version(name, "champion")  # an unknown model is an error now, not later
-    with Store.from_settings(settings) as store:
-        monitor = monitor_from_settings(settings, store, list(names))
 
-        def show(found: list[Any]) -> None:
-            for s in found:
-                flag = "[bold red]FLAGGED[/]" if s.flagged else "[green]ok[/]"
-                out.print(f"{s.model} v{s.version} ({s.variant}) {s.kind}, {s.rows:,} rows: {flag}")
+    def show(signals: list[Any], checks: list[Any]) -> None:
+        for s in signals:
+            flag = "[bold red]FLAGGED[/]" if s.flagged else "[green]ok[/]"
+            out.print(f"{s.model} v{s.version} ({s.variant}) {s.kind}, {s.rows:,} rows: {flag}")
+        for c in checks:
+            failed = "; ".join(g.reason for g in c.gates if g.passed is False)
+            out.print(f"{c.model} rollout: {c.action}" + (f" ({failed})" if failed else ""))
 
-        show(monitor.tick())
-        if once:
-            return
+    if quiet:
+        from mlcanary.logs import configure_json_logging
+
+        configure_json_logging()
+    stop = threading.Event()
+    if not once and not quiet:
         err.print(f"watching {', '.join(names)} every {settings.monitor_seconds:g} s; Ctrl-C stops")
-        stop = threading.Event()
-        try:
-            while not stop.wait(settings.monitor_seconds):
-                show(monitor.tick())
-        except KeyboardInterrupt:
-            err.print("stopped")
+    try:
+        watch_loop(settings, list(names), stop, once=once, report=None if quiet else show)
+    except KeyboardInterrupt:
+        err.print("stopped")
 
 
 @app.command()
@@ -311,6 +317,157 @@ def report(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     out.print(f"drift report: {target}")
+
+
+def _rollouts() -> tuple[Any, Any, Any]:
+    from mlcanary.config import Settings
+    from mlcanary.control.deployments import DeploymentLog
+    from mlcanary.monitor.store import Store
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    store = Store.from_settings(settings).open()
+    return ModelRegistry(settings), DeploymentLog(store), store
+
+
+def _numbers(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InvalidInput(
+            f"{option}: expected comma-separated numbers like 1,5,10, got {text!r}"
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        return float(number) * unit
+    except ValueError:
+        raise InvalidInput(
+            f"--interval: expected a duration like 60s or 5m, got {text!r}"
+        ) from None
+
+
+@app.command()
+def deploy(
+    name: str = typer.Argument(
+        ..., help="Model whose champion the challenger is rolled out against."
+    ),
+    challenger: int = typer.Option(..., "--challenger", help="Version to roll out."),
+    strategy: str = typer.Option("canary", "--strategy", help="canary, ab or shadow."),
+    steps: str | None = typer.Option(
+        None, "--steps", help="Canary weights, e.g. 1,5,10,25,50,100."
+    ),
+    interval: str = typer.Option("60s", "--interval", help="Time between gate checks."),
+    max_failures: int = typer.Option(2, "--max-failures", help="Failed checks before rollback."),
+    weights: str | None = typer.Option(None, "--weights", help="A/B split, e.g. 50,50."),
+    mirror_percent: float = typer.Option(100.0, "--mirror-percent", help="Shadow: share copied."),
+    key_column: str | None = typer.Option(None, "--key-column", help="Sticky-assignment column."),
+) -> None:
+    """Start a rollout: servers route traffic to the challenger as the strategy says."""
+    from mlcanary.control import actions
+
+    registry, log, store = _rollouts()
+    with store:
+        d = actions.deploy(
+            registry,
+            log,
+            name,
+            challenger=challenger,
+            strategy=strategy,
+            steps=_numbers(steps, "--steps"),
+            interval_seconds=_seconds(interval),
+            max_failures=max_failures,
+            weights=_numbers(weights, "--weights"),
+            mirror_percent=mirror_percent,
+            key_column=key_column,
+        )
+    out.print(
+        f"{name}: {d.strategy} rollout of version {d.challenger} against "
+        f"{d.champion}; traffic {d.weights}"
+    )
+
+
+def _act(name: str, action: str) -> None:
+    from mlcanary.control import actions
+
+    registry, log, store = _rollouts()
+    with store:
+        if action == "promote":
+            d = actions.promote(registry, log, name)
+        elif action == "rollback":
+            d = actions.rollback(registry, log, name)
+        elif action == "pause":
+            d = actions.pause(log, name)
+        else:
+            d = actions.resume(log, name)
+    out.print(
+        f"{name}: {d.status}; champion {d.champion}, challenger {d.challenger}; traffic {d.weights}"
+    )
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="Model whose challenger becomes champion."),
+) -> None:
+    """Promote the challenger now: aliases and traffic move together."""
+    _act(name, "promote")
+
+
+@app.command()
+def rollback(name: str = typer.Argument(..., help="Model whose rollout to undo.")) -> None:
+    """Roll back now: all traffic to the champion, the challenger alias removed."""
+    _act(name, "rollback")
+
+
+@app.command()
+def pause(name: str = typer.Argument(..., help="Model whose rollout to hold.")) -> None:
+    """Hold the current traffic split; no gate runs until resumed."""
+    _act(name, "pause")
+
+
+@app.command()
+def resume(name: str = typer.Argument(..., help="Model whose rollout to resume.")) -> None:
+    """Resume a paused rollout."""
+    _act(name, "resume")
+
+
+@app.command()
+def events(
+    name: str = typer.Argument(..., help="Model whose audit trail to show."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    last: int = typer.Option(50, "--last", min=1),
+) -> None:
+    """Every action on the model's rollouts: time, actor, cause and state before/after."""
+    from rich.table import Table
+
+    _, log, store = _rollouts()
+    with store:
+        found = log.events(name, last=last)
+    if as_json:
+        out.print_json(json.dumps([e.as_dict() for e in found]))
+        return
+    table = Table(title=f"{name}: events")
+    for column in ("time (UTC)", "event", "actor", "traffic after", "why"):
+        table.add_column(column)
+    from datetime import UTC, datetime
+
+    for e in found:
+        failed = [g["reason"] for g in e.cause.get("gates", []) if g.get("passed") is False]
+        why = "; ".join(failed) or e.cause.get("reason", "") or "gates passed"
+        after = (e.after or {}).get("weights", "")
+        table.add_row(
+            datetime.fromtimestamp(e.ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.actor,
+            str(after),
+            why,
+        )
+    out.print(table)
 
 
 @app.command()

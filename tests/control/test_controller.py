@@ -73,7 +73,7 @@ def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int 
         ts = start + seconds * i / rows
         failed = variant == "challenger" and rng.random() < errors
         latency = 0.004 * (slow if variant == "challenger" else 1.0)
-        counter.record("churn", variant, version, latency, failed)
+        counter.record("churn", variant, version, latency, failed, d.epoch)
         if failed:
             continue
         columns = columns_from_frame(frame.iloc[[i]].drop(columns="churned"), signature)

@@ -87,7 +87,9 @@ def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> 
         performance = document["performance"]
         assert performance["metric"] == "roc_auc" and performance["n"] == 400
         assert performance["ci_low"] <= performance["value"] <= performance["ci_high"]
-        assert 'mlcanary_performance_degraded{model="churn"' in get(f"{url}/metrics").decode()
+        # Gauges come from the store, read at most every 5 s.
+        wait_for(lambda: 'mlcanary_performance_degraded{model="churn"'
+                 in get(f"{url}/metrics").decode())
 
         # The CLI reads the same store: tables, and one JSON document.
         cli = cli_runner(home)

@@ -109,6 +109,7 @@ def step(
         failures=0,
         last_check=time.time() if now is None else now,
         checks=deployment.checks + 1,
+        epoch=deployment.epoch + 1,
     )
     return log.save(after, _event(deployment, after, "step", "policy:canary", cause))
 
@@ -125,7 +126,7 @@ def promote(
     deployment = _active(log, model)
     after = deployment.evolve(
         status="promoted", weights={"champion": 100.0, "challenger": 0.0},
-        last_check=time.time(),
+        last_check=time.time(), epoch=deployment.epoch + 1,
     )
     saved = log.save(after, _event(deployment, after, "promote", actor, cause))
     registry.set_alias(model, "champion", deployment.challenger)
@@ -145,7 +146,7 @@ def rollback(
     deployment = _active(log, model)
     after = deployment.evolve(
         status="rolled_back", weights={"champion": 100.0, "challenger": 0.0},
-        last_check=time.time(),
+        last_check=time.time(), epoch=deployment.epoch + 1,
     )
     saved = log.save(after, _event(deployment, after, "rollback", actor, cause))
     registry.remove_alias(model, "challenger")

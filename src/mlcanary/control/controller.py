@@ -92,7 +92,7 @@ class Controller:
 
     def check(self, d: Deployment, now: float) -> Check | None:
         since, until = d.last_check + self.settle, now - self.settle
-        totals = self.traffic.totals(d.model, since, until)
+        totals = self.traffic.totals(d.model, since, until, epoch=d.epoch)
         counts = {
             variant: totals.get((variant, version), Counts())
             for variant, version in d.versions().items()

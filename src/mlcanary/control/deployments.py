@@ -53,6 +53,9 @@ class Deployment:
     started: float = field(default_factory=time.time)
     last_check: float = field(default_factory=time.time)
     checks: int = 0
+    epoch: int = 1
+    """Bumped whenever the split or the versions change; servers tag their traffic counts
+    with the epoch they route by, so a check counts only traffic routed as intended."""
     sequential: dict[str, Any] | None = None
     revision: int = 0
 

@@ -95,6 +95,7 @@ traffic = Table(
     Column("version", Integer, nullable=False),
     Column("requests", Integer, nullable=False),
     Column("errors", Integer, nullable=False, comment="answered 5xx"),
+    Column("epoch", Integer, nullable=False, comment="rollout epoch routed by; 0: none"),
     Column("latency", Text, nullable=False, comment="JSON: counts per LATENCY_EDGES_MS bucket"),
     Index("traffic_model_ts", "model", "ts"),
 )

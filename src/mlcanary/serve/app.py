@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -42,15 +45,17 @@ from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.status import status_document
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
-from mlcanary.monitor.watch import monitor_from_settings
 from mlcanary.serve import v1
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.messages import binary_outputs, encode_response, parse_request
 from mlcanary.serve.metrics import ServerMetrics
 from mlcanary.serve.outputs import PREDICT, PROBABILITIES, outputs_for, select_outputs
 from mlcanary.serve.repository import ModelRepository, ServedModel
+from mlcanary.serve.router import KEY_HEADER, VARIANT_HEADER, Router
 from mlcanary.serve.runtime import Prediction
 from mlcanary.serve.swap import AliasWatcher
+from mlcanary.serve.tensors import Tensor
+from mlcanary.serve.traffic import TrafficCounter, TrafficLog
 from mlcanary.serve.validation import columns_from_tensors, merge_columns, row_count
 
 log = logging.getLogger(__name__)
@@ -115,6 +120,11 @@ def create_app(
             models=repository.names,
         )
         metrics.watch_prediction_log(tap)
+    router = Router(store)
+    counter = TrafficCounter()
+    shadows: set[asyncio.Task[None]] = set()
+    if store is not None:
+        metrics.watch_signals(store, repository.names)
 
     def make_batcher(model: ServedModel) -> Batcher:
         return Batcher(
@@ -142,16 +152,21 @@ def create_app(
         loop = asyncio.get_running_loop()
         tasks = []
         if settings.poll_seconds > 0:
-            swaps = AliasWatcher(repository, make_batcher, settings.poll_seconds, swapped)
+            swaps = AliasWatcher(
+                repository, make_batcher, settings.poll_seconds, swapped, router=router
+            )
+            if store is not None:  # a (re)started server routes a running rollout at once
+                await asyncio.to_thread(_open_store, store)
+                await swaps.poll()
             tasks.append(loop.create_task(swaps.run()))
         if store is not None and tap is not None:
             await asyncio.to_thread(_open_store, store)
             tap.start()
-        monitor = None
+        watcher = None
         if store is not None and tap is not None and settings.monitor:
-            monitor = monitor_from_settings(
-                settings, store, repository.names, on_signal=metrics.record_signal
-            ).start(settings.monitor_seconds)
+            watcher = start_watcher(repository.names)
+        if store is not None:
+            tasks.append(loop.create_task(_flush_traffic_forever(store, counter, settings)))
         if store is not None and settings.retention_days is not None:
             tasks.append(loop.create_task(_purge_forever(store, settings.retention_days)))
         yield
@@ -159,15 +174,17 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for model in repository.models.values():  # drain: queued requests are answered
+        served = [*repository.models.values(), *repository.challengers.values()]
+        for model in served:  # drain: queued requests are answered
             if model.batcher is not None:
                 await model.batcher.stop()
         if tap is not None:  # after the drain: every answered request has been put
             await asyncio.to_thread(tap.close)
-        if monitor is not None:
-            thread, stop = monitor
-            stop.set()
-            await asyncio.to_thread(thread.join, 30)
+        if store is not None:
+            await asyncio.to_thread(_write_traffic, store, counter)
+        if watcher is not None:
+            watcher.terminate()
+            await asyncio.to_thread(watcher.wait, 30)
         if store is not None:
             store.close()
 
@@ -193,6 +210,12 @@ def create_app(
                     "name_verb", ""
                 ).removesuffix(":predict")
                 labels = (name, version, endpoint, str(status))
+                variant = getattr(request.state, "variant", None)
+                if variant is not None:  # inference answered by (or failed in) a variant
+                    counter.record(
+                        name, variant, request.state.served_version, seconds, status >= 500,
+                        request.state.epoch,
+                    )
                 metrics.requests.labels(*labels).inc()
                 metrics.latency.labels(*labels).observe(seconds)
                 if settings.access_log:
@@ -219,7 +242,12 @@ def create_app(
         return await model.batcher.submit(rows)
 
     def log_prediction(
-        model: ServedModel, request_id: str, rows: Any, prediction: Prediction, start: float
+        model: ServedModel,
+        request_id: str,
+        rows: Any,
+        prediction: Prediction,
+        start: float,
+        variant: str = "champion",
     ) -> None:
         """Hand the answered request to the tap: a few attribute stores, no encoding."""
         if tap is None or not tap.sampled(request_id):
@@ -235,7 +263,7 @@ def create_app(
                 prediction.proba,
                 model.signature.classes,
                 (time.perf_counter() - start) * 1000,
-                repository.alias,
+                variant,
             )
         )
 
@@ -258,30 +286,80 @@ def create_app(
         _model(request)
         return json_response({"name": request.path_params["name"], "ready": True})
 
-    async def infer(request: Request) -> Response:
-        model = _model(request)
-        with model.held():
-            return await _infer(request, model)
+    def pick(
+        request: Request, inputs: Sequence[Tensor], request_id: str
+    ) -> tuple[str, ServedModel, str]:
+        """The variant that answers, its loaded version, and the request's assignment key.
 
-    async def _infer(request: Request, model: ServedModel) -> Response:
+        No await between here and ``held()``: a swap cannot retire the version in between.
+        """
+        name = request.path_params["name"]
+        challenger = repository.challengers.get(name)
+        request.state.epoch = router.epoch(name, challenger.version if challenger else None)
+        if request.path_params.get("version") is not None:  # the caller chose the version
+            request.state.epoch = 0
+            model = _model(request)
+            chosen = "challenger" if model is repository.challengers.get(name) else "champion"
+            return chosen, model, request_id
+        champion = repository.get(name)
+        key = router.key(name, request.headers.get(KEY_HEADER), inputs, request_id)
+        if challenger is not None and router.choose(name, key) == "challenger":
+            return "challenger", challenger, key
+        return "champion", champion, key
+
+    def mirror(name: str, key: str, inputs: Sequence[Tensor], request_id: str) -> None:
+        """Shadow: a copy of the request for the challenger, answered to nobody."""
+        challenger = repository.challengers.get(name)
+        if challenger is None or not router.shadow(name, key):
+            return
+        task = asyncio.get_running_loop().create_task(
+            _shadow(challenger, inputs, f"{request_id}:shadow")
+        )
+        shadows.add(task)
+        task.add_done_callback(shadows.discard)
+
+    async def _shadow(model: ServedModel, inputs: Sequence[Tensor], request_id: str) -> None:
+        start = time.perf_counter()
+        try:
+            with model.held():
+                rows = columns_from_tensors(inputs, model.signature, settings.unseen_categories)
+                prediction = await predict(model, rows)
+        except Exception as exc:  # its failure is the challenger's record, not the client's
+            failed = not isinstance(exc, InvalidInput)
+            counter.record(model.name, "shadow", model.version, time.perf_counter() - start,
+                           failed)
+            return
+        counter.record(model.name, "shadow", model.version, time.perf_counter() - start, False)
+        log_prediction(model, request_id, rows, prediction, start, "shadow")
+
+    async def infer(request: Request) -> Response:
+        _model(request)  # an unknown model or version: 404 before the body is read
         start = time.perf_counter()
         body = await _body(request, settings.max_request_bytes)
         header = request.headers.get(HEADER_LENGTH)
         header_length = _header_length(header) if header is not None else None
         parsed = parse_request(body, header_length)
-        rows = columns_from_tensors(parsed.inputs, model.signature, settings.unseen_categories)
-        prediction = await predict(model, rows)
+        request_id = parsed.id or uuid.uuid4().hex
+        request.state.request_id = request_id
+        variant, model, key = pick(request, parsed.inputs, request_id)
+        request.state.variant, request.state.served_version = variant, model.version
+        with model.held():
+            rows = columns_from_tensors(parsed.inputs, model.signature, settings.unseen_categories)
+            prediction = await predict(model, rows)
         outputs = select_outputs(
             outputs_for(model.signature, prediction.proba, prediction.predicted), parsed.outputs
         )
         binary = binary_outputs(parsed, [o.name for o in outputs], header_length is not None)
-        request_id = parsed.id or uuid.uuid4().hex
-        request.state.request_id = request_id
         payload, json_length = encode_response(
-            model.name, str(model.version), request_id, outputs, binary
+            model.name, str(model.version), request_id, outputs, binary, {"variant": variant}
         )
-        log_prediction(model, request_id, rows, prediction, start)
-        headers = {"x-mlcanary-model-version": str(model.version), REQUEST_ID: request_id}
+        log_prediction(model, request_id, rows, prediction, start, variant)
+        mirror(model.name, key, parsed.inputs, request_id)
+        headers = {
+            "x-mlcanary-model-version": str(model.version),
+            REQUEST_ID: request_id,
+            VARIANT_HEADER: variant,
+        }
         if json_length is not None:
             headers["Inference-Header-Content-Length"] = str(json_length)
             return Response(payload, headers=headers, media_type="application/octet-stream")
@@ -291,26 +369,36 @@ def create_app(
         name = request.path_params["name_verb"]
         if not name.endswith(":predict"):
             raise NotFound(f"route '{request.url.path}': expected /v1/models/NAME:predict")
-        model = repository.get(name.removesuffix(":predict"))
-        with model.held():
-            return await _predict_v1(request, model)
-
-    async def _predict_v1(request: Request, model: ServedModel) -> Response:
+        name = name.removesuffix(":predict")
+        repository.get(name)
+        request.path_params["name"] = name
         start = time.perf_counter()
         body = await _body(request, settings.max_request_bytes)
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
-        tensors = v1.tensors_from_instances(document, model.signature)
-        rows = columns_from_tensors(tensors, model.signature, settings.unseen_categories)
-        prediction = await predict(model, rows)
         request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
         request.state.request_id = request_id
+        champion = repository.get(name)  # instances are read by the champion's signature
+        tensors = v1.tensors_from_instances(document, champion.signature)
+        variant, model, key = pick(request, tensors, request_id)
+        request.state.variant, request.state.served_version = variant, model.version
+        with model.held():
+            rows = columns_from_tensors(tensors, model.signature, settings.unseen_categories)
+            prediction = await predict(model, rows)
         answer = v1.predictions_document(prediction, model.signature)
-        answer.update(model_name=model.name, model_version=str(model.version), id=request_id)
-        log_prediction(model, request_id, rows, prediction, start)
-        headers = {"x-mlcanary-model-version": str(model.version), REQUEST_ID: request_id}
+        answer.update(
+            model_name=model.name, model_version=str(model.version), id=request_id,
+            variant=variant,
+        )
+        log_prediction(model, request_id, rows, prediction, start, variant)
+        mirror(name, key, tensors, request_id)
+        headers = {
+            "x-mlcanary-model-version": str(model.version),
+            REQUEST_ID: request_id,
+            VARIANT_HEADER: variant,
+        }
         return json_response(answer, headers=headers)
 
     async def feedback(request: Request) -> Response:
@@ -410,6 +498,40 @@ def metadata(model: ServedModel) -> dict[str, Any]:
             "used_columns": signature.names(),
         },
     }
+
+
+def start_watcher(names: list[str]) -> subprocess.Popen[bytes]:
+    """``mlcanary watch`` as a child at nice 10: under load, serving gets the CPU first.
+
+    It inherits the environment (so the same settings) and stops with the server; the
+    kernel ends it should the server die first (Linux: parent-death signal).
+    """
+
+    def lower_priority() -> None:
+        os.nice(10)
+        with contextlib.suppress(Exception):
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", *names]
+    return subprocess.Popen(command, preexec_fn=lower_priority)
+
+
+async def _flush_traffic_forever(store: Store, counter: TrafficCounter, settings: Settings) -> None:
+    """Write each period's request counts for the rollout gates (every flush interval)."""
+    while True:
+        await asyncio.sleep(settings.log_flush_seconds)
+        await asyncio.to_thread(_write_traffic, store, counter)
+
+
+def _write_traffic(store: Store, counter: TrafficCounter) -> None:
+    counts = counter.drain()
+    try:
+        TrafficLog(store).write(counts)
+    except MlcanaryError as exc:
+        log.warning("traffic counts: %s (%d groups dropped)", exc, len(counts))
 
 
 def _positive_int(text: str, name: str) -> int:

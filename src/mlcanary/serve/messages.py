@@ -105,6 +105,7 @@ def encode_response(
     request_id: str | None,
     outputs: Sequence[Tensor],
     binary: Iterable[str] = (),
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode a response; outputs named in ``binary`` travel raw after the JSON header.
 
@@ -117,6 +118,8 @@ def encode_response(
         document["model_version"] = model_version
     if request_id is not None:
         document["id"] = request_id
+    if parameters:
+        document["parameters"] = parameters
     document["outputs"], raw = _encode_tensors(outputs, set(binary))
     return _join(document, raw)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mlcanary.monitor.signals import Signal
+from mlcanary.monitor.signals import Signal, SignalLog
+from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
 from mlcanary.serve.batcher import Observer
 
@@ -56,63 +58,6 @@ class ServerMetrics:
             registry=self.registry,
         )
 
-        variant = ("model", "variant", "version")
-        self.dataset_drift = Gauge(
-            "mlcanary_drift_dataset",
-            "1 when the latest window drifted at dataset level, else 0.",
-            variant,
-            registry=self.registry,
-        )
-        self.drift_share = Gauge(
-            "mlcanary_drift_share",
-            "Share of model importance carried by drifted columns in the latest window.",
-            variant,
-            registry=self.registry,
-        )
-        self.feature_drift = Gauge(
-            "mlcanary_feature_drift",
-            "1 when the column drifted in the latest window (its test and effect size).",
-            ("model", "feature"),
-            registry=self.registry,
-        )
-        self.performance = Gauge(
-            "mlcanary_performance",
-            "Task metric on the latest labelled window.",
-            (*variant, "metric", "bound"),
-            registry=self.registry,
-        )
-        self.degraded = Gauge(
-            "mlcanary_performance_degraded",
-            "1 when the latest labelled window is worse than the CV baseline with confidence.",
-            variant,
-            registry=self.registry,
-        )
-        self.windows = Counter(
-            "mlcanary_monitor_windows",
-            "Windows analysed by the monitor of this process.",
-            (*variant, "kind", "flagged"),
-            registry=self.registry,
-        )
-
-    def record_signal(self, signal: Signal) -> None:
-        """Export one new signal as gauges (called from the monitor's thread)."""
-        labels = (signal.model, signal.variant, str(signal.version))
-        self.windows.labels(*labels, signal.kind, str(signal.flagged).lower()).inc()
-        if signal.kind == "drift":
-            self.dataset_drift.labels(*labels).set(int(signal.flagged))
-            self.drift_share.labels(*labels).set(signal.payload["drift_share"])
-            drifted = set(signal.payload["drifted_columns"])
-            for test in signal.payload["tests"]:
-                self.feature_drift.labels(signal.model, test["feature"]).set(
-                    int(test["feature"] in drifted)
-                )
-            return
-        result = signal.payload["performance"]
-        for bound in ("value", "ci_low", "ci_high", "baseline"):
-            if result[bound] is not None:
-                self.performance.labels(*labels, result["metric"], bound).set(result[bound])
-        self.degraded.labels(*labels).set(int(signal.flagged))
-
     def observer(self, model: str) -> Observer:
         """A batcher observer that records batch size and queue time for ``model``."""
         batch, queue = self.batch_size.labels(model), self.queue_time.labels(model)
@@ -122,6 +67,11 @@ class ServerMetrics:
             queue.observe(waited)
 
         return observe
+
+    def watch_signals(self, store: Store, models: list[str]) -> None:
+        """Export the latest drift and performance signals, read from the store at scrape
+        time (the monitor runs in its own process and writes them there)."""
+        self.registry.register(_SignalCollector(store, models))
 
     def watch_prediction_log(self, tap: PredictionTap) -> None:
         """Export the tap's counters, read at scrape time: nothing added to ``put``."""
@@ -162,3 +112,64 @@ class _PredictionLogCollector(Collector):
             "Predictions held in memory, waiting to be written.",
             value=self.tap.depth,
         )
+
+
+class _SignalCollector(Collector):
+    """Latest signals per model as gauges; the store is read at most every few seconds."""
+
+    CACHE_SECONDS = 5.0
+
+    def __init__(self, store: Store, models: list[str]) -> None:
+        self.log = SignalLog(store)
+        self.models = models
+        self._cached: tuple[float, list[Signal]] = (0.0, [])
+
+    def _latest(self) -> list[Signal]:
+        at, signals = self._cached
+        if time.monotonic() - at < self.CACHE_SECONDS:
+            return signals
+        signals = []
+        try:
+            for model in self.models:
+                signals += self.log.latest(model, kind="drift", last=1)
+                signals += self.log.latest(model, kind="performance", last=1)
+        except Exception:  # a store that is down must not break the scrape
+            return self._cached[1]
+        self._cached = (time.monotonic(), signals)
+        return signals
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "variant", "version"]
+        dataset = GaugeMetricFamily(
+            "mlcanary_drift_dataset",
+            "1 when the latest window drifted at dataset level, else 0.", labels=labels)
+        share = GaugeMetricFamily(
+            "mlcanary_drift_share",
+            "Share of model importance carried by drifted columns in the latest window.",
+            labels=labels)
+        feature = GaugeMetricFamily(
+            "mlcanary_feature_drift",
+            "1 when the column drifted in the latest window (its test and effect size).",
+            labels=["feature", "model"])
+        performance = GaugeMetricFamily(
+            "mlcanary_performance", "Task metric on the latest labelled window.",
+            labels=["bound", "metric", *labels])
+        degraded = GaugeMetricFamily(
+            "mlcanary_performance_degraded",
+            "1 when the latest labelled window is worse than the CV baseline with confidence.",
+            labels=labels)
+        for signal in self._latest():
+            key = [signal.model, signal.variant, str(signal.version)]
+            if signal.kind == "drift":
+                dataset.add_metric(key, int(signal.flagged))
+                share.add_metric(key, signal.payload["drift_share"])
+                drifted = set(signal.payload["drifted_columns"])
+                for name in dict.fromkeys(t["feature"] for t in signal.payload["tests"]):
+                    feature.add_metric([name, signal.model], int(name in drifted))
+            else:
+                result = signal.payload["performance"]
+                for bound in ("value", "ci_low", "ci_high", "baseline"):
+                    if result[bound] is not None:
+                        performance.add_metric([bound, result["metric"], *key], result[bound])
+                degraded.add_metric(key, int(signal.flagged))
+        yield from (dataset, share, feature, performance, degraded)

@@ -102,8 +102,12 @@ class ModelRepository:
             raise NotFound(
                 f"model '{name}': not served here; served: {', '.join(self.models) or 'none'}"
             )
-        if version is not None and version != str(model.version):
-            raise NotFound(
-                f"model '{name}': version {version} is not loaded; loaded: {model.version}"
-            )
-        return model
+        if version is None or version == str(model.version):
+            return model
+        challenger = self.challengers.get(name)
+        if challenger is not None and version == str(challenger.version):
+            return challenger
+        loaded = [str(m.version) for m in (model, challenger) if m is not None]
+        raise NotFound(
+            f"model '{name}': version {version} is not loaded; loaded: {', '.join(loaded)}"
+        )

@@ -52,6 +52,14 @@ class Router:
                     return value.decode() if isinstance(value, bytes) else str(value)
         return fallback
 
+    def epoch(self, name: str, challenger_version: int | None) -> int:
+        """The rollout epoch this server routes ``name`` by: 0 until the deployment's
+        challenger is loaded here (until then everything goes to the champion)."""
+        deployment = self.deployments.get(name)
+        if deployment is None or deployment.challenger != challenger_version:
+            return 0
+        return deployment.epoch
+
     def choose(self, name: str, key: str) -> str:
         deployment = self.deployments.get(name)
         if deployment is None or deployment.strategy == "shadow":

@@ -24,7 +24,8 @@ from mlcanary.monitor.store import Store
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Upper edges of the latency buckets; a last bucket holds everything slower."""
 
-Key = tuple[str, str, int]
+Key = tuple[str, str, int, int]
+"""(model, variant, version, rollout epoch)."""
 
 
 @dataclass
@@ -57,10 +58,13 @@ class TrafficCounter:
     def __init__(self) -> None:
         self.counts: dict[Key, Counts] = {}
 
-    def record(self, model: str, variant: str, version: int, seconds: float, error: bool) -> None:
-        counts = self.counts.get((model, variant, version))
+    def record(
+        self, model: str, variant: str, version: int, seconds: float, error: bool, epoch: int = 0
+    ) -> None:
+        key = (model, variant, version, epoch)
+        counts = self.counts.get(key)
         if counts is None:
-            counts = self.counts[(model, variant, version)] = Counts()
+            counts = self.counts[key] = Counts()
         counts.requests += 1
         counts.errors += error
         counts.latency[bisect.bisect_left(LATENCY_EDGES_MS, seconds * 1000)] += 1
@@ -83,20 +87,24 @@ class TrafficLog:
         rows = [
             {
                 "ts": ts, "model": model, "variant": variant, "version": version,
-                "requests": c.requests, "errors": c.errors,
+                "epoch": epoch, "requests": c.requests, "errors": c.errors,
                 "latency": orjson.dumps(c.latency).decode(),
             }
-            for (model, variant, version), c in counts.items()
+            for (model, variant, version, epoch), c in counts.items()
         ]
         with self.store._write() as conn:
             conn.execute(traffic.insert(), rows)
 
-    def totals(self, model: str, since: float, until: float) -> dict[tuple[str, int], Counts]:
-        """Counts per (variant, version) written in ``[since, until)``."""
+    def totals(
+        self, model: str, since: float, until: float, epoch: int | None = None
+    ) -> dict[tuple[str, int], Counts]:
+        """Counts per (variant, version) written in ``[since, until)`` (of one epoch)."""
         query = select(
             traffic.c.variant, traffic.c.version, traffic.c.requests, traffic.c.errors,
             traffic.c.latency,
         ).where(and_(traffic.c.model == model, traffic.c.ts >= since, traffic.c.ts < until))
+        if epoch is not None:
+            query = query.where(traffic.c.epoch == epoch)
         with self.store._read() as conn:
             rows: Iterable[tuple[str, int, int, int, str]] = conn.execute(query).all()
         out: dict[tuple[str, int], Counts] = {}

@@ -1,0 +1,195 @@
+"""Rollouts against real server processes: canary, automatic rollback, promotion, stickiness."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlcanary.config import Settings
+from mlcanary.control.deployments import Deployment, DeploymentLog
+from mlcanary.demo import make_churn
+from mlcanary.monitor.store import Store
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.train.fit import train
+from mlcanary.train.publish import publish
+from mlcanary.train.spec import TrainSpec
+from tests.conftest import cli_runner
+from tests.serve.conftest import running_server
+from tests.serve.test_swap import request_body
+
+ENV = {
+    "MLCANARY_POLL_SECONDS": "0.5",
+    "MLCANARY_MONITOR_SECONDS": "0.5",
+    "MLCANARY_LOG_FLUSH_SECONDS": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1 champion, v2 trained on inverted labels (a broken challenger), v3 like v1."""
+    root = tmp_path_factory.mktemp("rollout")
+    home = root / "home"
+    frame = make_churn(2000, seed=31)
+    settings = Settings(home=home)
+    registry = ModelRegistry(settings)
+    for version, labels in ((1, frame["churned"]), (2, 1 - frame["churned"]),
+                            (3, frame["churned"])):
+        path = root / f"v{version}.csv"
+        frame.assign(churned=labels).to_csv(path, index=False)
+        spec = TrainSpec.parse(data=path, target="churned", name="churn", model="logistic",
+                               folds=3)
+        publish(train(spec, settings), registry, "<html></html>")
+    return home
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "home"
+    shutil.copytree(template, target)
+    return target
+
+
+@dataclass
+class Traffic:
+    """Clients sending one-row requests until stopped; every answer is kept."""
+
+    url: str
+    rows: pd.DataFrame
+    answers: list[tuple[int, str, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            row = self.rows.iloc[[i % len(self.rows)]]
+            self.answers.append(send(self.url, row, key=uuid.uuid4().hex))
+            i += 1
+
+
+def send(url: str, rows: pd.DataFrame, key: str) -> tuple[int, str, str]:
+    """(status, variant, version) of one V2 request."""
+    request = urllib.request.Request(
+        f"{url}/v2/models/churn/infer", request_body(rows),
+        {"Content-Type": "application/json", "X-Mlcanary-Key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            body = json.loads(resp.read())
+            assert body["parameters"]["variant"] == resp.headers["X-Mlcanary-Variant"]
+            return resp.status, body["parameters"]["variant"], body["model_version"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", ""
+
+
+@contextlib.contextmanager
+def traffic(url: str, clients: int = 3) -> Iterator[Traffic]:
+    rows = make_churn(300, seed=32).drop(columns="churned")
+    load = Traffic(url, rows)
+    threads = [threading.Thread(target=load.run, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield load
+    finally:
+        load.stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def wait_for_status(home: Path, status: str, timeout: float = 120) -> Deployment:
+    deadline = time.monotonic() + timeout
+    with Store(Settings(home=home).store_uri) as store:
+        log = DeploymentLog(store)
+        while time.monotonic() < deadline:
+            deployment = log.get("churn")
+            if deployment is not None and deployment.status == status:
+                return deployment
+            time.sleep(0.5)
+    trail = [(e["kind"], e["cause"]) for e in events(home)]
+    raise AssertionError(f"the rollout did not reach '{status}' in {timeout} s: {trail}")
+
+
+def events(home: Path) -> list[dict[str, object]]:
+    result = cli_runner(home)("events", "churn", "--json")
+    assert result.code == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
+def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) -> None:
+    with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        started = cli_runner(home)("deploy", "churn", "--challenger", "2", "--steps", "50,100",
+                                   "--interval", "4s", "--max-failures", "2")
+        assert started.code == 0, started.stderr
+        wait_for_status(home, "rolled_back")
+        time.sleep(1.5)  # servers follow within one poll
+        after = len(load.answers)
+        time.sleep(1.5)
+    statuses = Counter(status for status, _, _ in load.answers)
+    assert set(statuses) == {200}, statuses
+    variants = Counter(variant for _, variant, _ in load.answers)
+    assert variants["challenger"] > 0
+    assert {v for _, v, _ in load.answers[after:]} == {"champion"}
+    kinds = [(e["kind"], e["actor"]) for e in events(home)]
+    assert kinds[0] == ("deploy", "user") and kinds[-1] == ("rollback", "policy:rollout")
+    assert sum(kind == "check_failed" for kind, _ in kinds) <= 1  # max_failures = 2
+    gates = events(home)[-1]["cause"]["gates"]  # type: ignore[index]
+    failed = [g for g in gates if g["passed"] is False]
+    assert failed and failed[0]["gate"] == "divergence" and failed[0]["psi"] >= 0.25
+    registry = ModelRegistry(Settings(home=home))
+    assert registry.alias_version("churn", "champion") == 1
+    assert registry.alias_version("churn", "challenger") is None
+
+
+def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> None:
+    with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps",
+                                   "20,50,100", "--interval", "4s")
+        assert started.code == 0, started.stderr
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(e["kind"] == "step" for e in events(home)):
+            time.sleep(0.5)
+        load.stop.set()
+    steps_before = [e for e in events(home) if e["kind"] == "step"]
+    assert len(steps_before) >= 1
+    # A new process over the same store resumes where the store says: no step lost or redone.
+    with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        promoted = wait_for_status(home, "promoted")
+        time.sleep(1.5)
+        after = len(load.answers)
+        time.sleep(1.5)
+    assert promoted.champion == 1 and promoted.challenger == 3
+    assert {status for status, _, _ in load.answers} == {200}
+    assert {version for _, _, version in load.answers[after:]} == {"3"}
+    steps = [e["after"]["weights"]["challenger"] for e in events(home)  # type: ignore[index]
+             if e["kind"] == "step"]
+    assert steps == [50.0, 100.0]  # from 20: each step once, across the restart
+    assert ModelRegistry(Settings(home=home)).alias_version("churn", "champion") == 3
+
+
+def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None:
+    started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
+                               "--weights", "50,50", "--interval", "1h")
+    assert started.code == 0, started.stderr
+    rows = make_churn(5, seed=33).drop(columns="churned")
+    with running_server(home, ["churn"], **ENV) as one, running_server(
+        home, ["churn"], **ENV
+    ) as two:
+        time.sleep(3)  # both have loaded the challenger
+        keys = [f"customer-{i}" for i in range(40)]
+        first = {k: send(one.url, rows.iloc[[0]], k)[1] for k in keys}
+        again = {k: send(two.url, rows.iloc[[1]], k)[1] for k in keys}
+    assert first == again
+    assert set(first.values()) == {"champion", "challenger"}
