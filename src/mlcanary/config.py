@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     window_min_rows: int = Field(default=200, ge=10)
     """The fewest rows a time-closed window is judged on; fewer wait for more."""
 
+    admin_token: str | None = None
+    """Bearer token of the ``/admin`` API (rollouts over HTTP); without it there is none."""
+
+    inference_token: str | None = None
+    """When set, inference and feedback routes require ``Authorization: Bearer <token>``."""
+
     drift_correction: Literal["bh", "bonferroni"] = "bh"
     """Multiple-testing correction across a window's column tests."""
 

@@ -28,3 +28,7 @@ class UnsupportedMediaType(InvalidInput):
 
 class Unavailable(MlcanaryError):
     """Not ready, or overloaded: the client may retry later."""
+
+
+class Unauthorized(MlcanaryError):
+    """A protected route without the right bearer token (HTTP 401)."""

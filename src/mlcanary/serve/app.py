@@ -32,11 +32,13 @@ from starlette.routing import Route
 
 from mlcanary import __version__
 from mlcanary.config import Settings
+from mlcanary.control.deployments import Conflict
 from mlcanary.errors import (
     InvalidInput,
     MlcanaryError,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -46,6 +48,7 @@ from mlcanary.monitor.status import status_document
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
 from mlcanary.serve import v1
+from mlcanary.serve.admin import admin_routes, check_token
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.messages import binary_outputs, encode_response, parse_request
 from mlcanary.serve.metrics import ServerMetrics
@@ -77,11 +80,13 @@ _JSON_TYPES = (
 """Accepted body types; the last is what ``curl -d`` sends by default, so it is read as JSON."""
 
 STATUS: list[tuple[type[MlcanaryError], int]] = [
+    (Conflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (NotFound, 404),
     (InvalidInput, 400),
     (Unavailable, 503),
+    (Unauthorized, 401),
 ]
 
 
@@ -333,6 +338,7 @@ def create_app(
         log_prediction(model, request_id, rows, prediction, start, "shadow")
 
     async def infer(request: Request) -> Response:
+        check_token(request, settings.inference_token)
         _model(request)  # an unknown model or version: 404 before the body is read
         start = time.perf_counter()
         body = await _body(request, settings.max_request_bytes)
@@ -366,6 +372,7 @@ def create_app(
         return Response(payload, headers=headers, media_type="application/json")
 
     async def predict_v1(request: Request) -> Response:
+        check_token(request, settings.inference_token)
         name = request.path_params["name_verb"]
         if not name.endswith(":predict"):
             raise NotFound(f"route '{request.url.path}': expected /v1/models/NAME:predict")
@@ -403,6 +410,7 @@ def create_app(
 
     async def feedback(request: Request) -> Response:
         """Labels for logged predictions: ``[{"id": ..., "label": ...}, ...]``."""
+        check_token(request, settings.inference_token)
         name = _model(request).name
         if store is None:
             raise Unavailable("feedback: this server has no prediction log store")
@@ -461,6 +469,7 @@ def create_app(
         ),
         Route("/monitor/{name}", instrumented("monitor", monitor_status)),
         Route("/metrics", prometheus),
+        *admin_routes(settings, store, json_response),
     ]
     return Starlette(
         routes=routes,
