@@ -141,6 +141,7 @@ def serve(
     settings = Settings()
     registry = ModelRegistry(settings)
     champions = {name: registry.version(name, "champion").version for name in names}
+    _check_policies(settings)
     configure_json_logging()
     served = ", ".join(f"{n} v{v}" for n, v in champions.items())
     err.print(f"serving {served} at http://{host}:{port}/v2 (Ctrl-C stops)")
@@ -251,6 +252,7 @@ def watch(
     registry = ModelRegistry(settings)
     for name in names:
         registry.version(name, "champion")  # an unknown model is an error now, not later
+    _check_policies(settings)
 
     def show(signals: list[Any], checks: list[Any]) -> None:
         for s in signals:
@@ -317,6 +319,14 @@ def report(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     out.print(f"drift report: {target}")
+
+
+def _check_policies(settings: Any) -> None:
+    """A bad policy file stops the command now, with one line, not the monitor later."""
+    if settings.policy_file is not None:
+        from mlcanary.control.policies import load_policies
+
+        load_policies(settings.policy_file)
 
 
 def _rollouts() -> tuple[Any, Any, Any]:

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     inference_token: str | None = None
     """When set, inference and feedback routes require ``Authorization: Bearer <token>``."""
 
+    policy_file: Path | None = None
+    """TOML rules turning champion signals into alerts (see ``control/policies.py``)."""
+
+    alert_url: str | None = None
+    """Webhook that receives alerts as JSON (POST)."""
+
+    alert_secret: str | None = None
+    """HMAC-SHA256 key signing each alert (header ``X-Mlcanary-Signature``)."""
+
     drift_correction: Literal["bh", "bonferroni"] = "bh"
     """Multiple-testing correction across a window's column tests."""
 

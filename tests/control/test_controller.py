@@ -18,9 +18,9 @@ from mlcanary.control.deployments import Deployment, DeploymentLog
 from mlcanary.demo import make_churn
 from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.store import Store
+from mlcanary.monitor.traffic import TrafficCounter, TrafficLog
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.runtime import NativeRuntime
-from mlcanary.serve.traffic import TrafficCounter, TrafficLog
 from mlcanary.serve.validation import columns_from_frame
 from tests.serve.conftest import registered_churn
 

@@ -96,7 +96,7 @@ def send(url: str, rows: pd.DataFrame, key: str) -> tuple[int, str, str]:
 
 @contextlib.contextmanager
 def traffic(url: str, clients: int = 3) -> Iterator[Traffic]:
-    rows = make_churn(300, seed=32).drop(columns="churned")
+    rows = make_churn(6000, seed=32).drop(columns="churned")  # windows like the reference
     load = Traffic(url, rows)
     threads = [threading.Thread(target=load.run, daemon=True) for _ in range(clients)]
     for thread in threads:

@@ -36,10 +36,10 @@ from mlcanary.control.sequential import (
 )
 from mlcanary.monitor.signals import SignalLog
 from mlcanary.monitor.store import Store
+from mlcanary.monitor.traffic import Counts, TrafficLog
 from mlcanary.monitor.watch import load_facts
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
 from mlcanary.registry.versions import ModelRegistry
-from mlcanary.serve.traffic import Counts, TrafficLog
 from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import pandas as pd
 from mlcanary.control.srm import srm_test
 from mlcanary.monitor.detectors import NumericReference, numeric_tests
 from mlcanary.monitor.signals import Signal
+from mlcanary.monitor.traffic import Counts
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX
-from mlcanary.serve.traffic import Counts
 from mlcanary.signature import Signature
 
 MIN_REQUESTS = 20

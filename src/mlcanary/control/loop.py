@@ -1,7 +1,7 @@
 """The watch loop: the monitor's windows and the rollout controller, every few seconds.
 
 ``mlcanary watch`` runs it in the foreground; ``mlcanary serve`` runs it as a child process
-at low CPU priority (nice 10), so that under load the operating system gives serving the
+at the lowest CPU priority (nice 19), so that under load the operating system gives serving the
 core and monitoring catches up when traffic eases: the signals are late, never lost
 (windows are read from the store, not from memory). Several watchers on one store are
 safe: a window is recorded once, a rollout step taken once.
@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 from mlcanary.config import Settings
 from mlcanary.control.controller import Check, Controller
-from mlcanary.monitor.signals import Signal
+from mlcanary.control.deployments import DeploymentLog
+from mlcanary.control.policies import AlertSink, PolicyRunner, load_policies
+from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.watch import monitor_from_settings
 
@@ -38,6 +40,11 @@ def watch(
         controller = Controller(
             store, monitor.registry, settle_seconds=2 * settings.log_flush_seconds + 1.0
         )
+        policies = None
+        if settings.policy_file is not None:
+            rules = [p for p in load_policies(settings.policy_file) if p.model in names]
+            sink = AlertSink(settings.alert_url, settings.alert_secret)
+            policies = PolicyRunner(rules, SignalLog(store), DeploymentLog(store), sink)
         while True:
             signals = monitor.tick()
             try:
@@ -45,6 +52,11 @@ def watch(
             except Exception:  # the store may be down: try again next tick
                 log.exception("rollout controller: tick failed")
                 checks = []
+            if policies is not None:
+                try:
+                    policies.tick()
+                except Exception:
+                    log.exception("policies: tick failed")
             if report is not None:
                 report(signals, checks)
             if once or stop.wait(settings.monitor_seconds):

@@ -47,6 +47,7 @@ from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.status import status_document
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
+from mlcanary.monitor.traffic import TrafficCounter, TrafficLog
 from mlcanary.serve import v1
 from mlcanary.serve.admin import admin_routes, check_token
 from mlcanary.serve.batcher import Batcher
@@ -58,7 +59,6 @@ from mlcanary.serve.router import KEY_HEADER, VARIANT_HEADER, Router
 from mlcanary.serve.runtime import Prediction
 from mlcanary.serve.swap import AliasWatcher
 from mlcanary.serve.tensors import Tensor
-from mlcanary.serve.traffic import TrafficCounter, TrafficLog
 from mlcanary.serve.validation import columns_from_tensors, merge_columns, row_count
 
 log = logging.getLogger(__name__)
@@ -510,14 +510,14 @@ def metadata(model: ServedModel) -> dict[str, Any]:
 
 
 def start_watcher(names: list[str]) -> subprocess.Popen[bytes]:
-    """``mlcanary watch`` as a child at nice 10: under load, serving gets the CPU first.
+    """``mlcanary watch`` as a child at nice 19: under load, serving gets the CPU first.
 
     It inherits the environment (so the same settings) and stops with the server; the
     kernel ends it should the server die first (Linux: parent-death signal).
     """
 
     def lower_priority() -> None:
-        os.nice(10)
+        os.nice(19)
         with contextlib.suppress(Exception):
             import ctypes
             import signal

@@ -1,0 +1,190 @@
+"""Champion health without a challenger: policies turn signals into alerts.
+
+A policy file (TOML; ``MLCANARY_POLICY_FILE``) lists rules per model:
+
+    [[policy]]
+    name = "drifting"
+    model = "churn"
+    when = "drift"          # dataset drift ...
+    at_least = 3            # ... in at least 3 ...
+    of_last = 5             # ... of the last 5 windows
+    actions = ["alert"]
+    cooldown_seconds = 3600
+
+    [[policy]]
+    name = "decaying"
+    model = "churn"
+    when = "degraded"       # performance worse than the CV baseline, whole 95% interval
+    at_least = 1
+    of_last = 1
+
+When a rule fires (and its cooldown has passed), each action runs and leaves an event
+with the signals it rests on. ``alert`` posts the event as JSON to ``MLCANARY_ALERT_URL``,
+signed with HMAC-SHA256 of the body under ``MLCANARY_ALERT_SECRET`` (header
+``X-Mlcanary-Signature: sha256=<hex>``, with the time in ``X-Mlcanary-Timestamp`` and
+inside the body), so an orchestrator can check it came from mlcanary and act on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from mlcanary.control.deployments import DeploymentLog, Event
+from mlcanary.errors import InvalidInput
+from mlcanary.monitor.signals import Kind, Signal, SignalLog
+
+log = logging.getLogger(__name__)
+
+When = Literal["drift", "degraded"]
+Action = Literal["alert"]
+SIGNATURE_HEADER = "X-Mlcanary-Signature"
+TIMESTAMP_HEADER = "X-Mlcanary-Timestamp"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    model: str
+    when: When
+    at_least: int = 3
+    of_last: int = 5
+    actions: tuple[Action, ...] = ("alert",)
+    cooldown_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class AlertSink:
+    """Where alerts go; without a URL they are events only."""
+
+    url: str | None = None
+    secret: str | None = None
+    timeout: float = 5.0
+
+
+def load_policies(path: Path) -> list[Policy]:
+    """Read and check a policy file; InvalidInput naming the rule and field otherwise."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"policy file '{path}': cannot be read ({exc})") from exc
+    rules = document.get("policy", [])
+    if not isinstance(rules, list):
+        raise InvalidInput(f"policy file '{path}': expected [[policy]] tables")
+    return [_policy(rule, f"policy file '{path}', rule {i + 1}") for i, rule in enumerate(rules)]
+
+
+def _policy(rule: Mapping[str, Any], where: str) -> Policy:
+    known = {"name", "model", "when", "at_least", "of_last", "actions", "cooldown_seconds"}
+    unknown = sorted(set(rule) - known)
+    if unknown:
+        raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
+    for required in ("name", "model", "when"):
+        if not isinstance(rule.get(required), str):
+            raise InvalidInput(f"{where}: '{required}' is required (a string)")
+    if rule["when"] not in ("drift", "degraded"):
+        raise InvalidInput(f"{where}: 'when' expected 'drift' or 'degraded', got {rule['when']!r}")
+    at_least, of_last = rule.get("at_least", 3), rule.get("of_last", 5)
+    if not (isinstance(at_least, int) and isinstance(of_last, int) and 1 <= at_least <= of_last):
+        raise InvalidInput(
+            f"{where}: expected whole numbers 1 <= at_least <= of_last, got {at_least}, {of_last}"
+        )
+    actions = tuple(rule.get("actions", ["alert"]))
+    if not actions or any(a != "alert" for a in actions):
+        raise InvalidInput(f"{where}: 'actions' expected a list of 'alert', got {list(actions)}")
+    cooldown = rule.get("cooldown_seconds", 3600.0)
+    if not isinstance(cooldown, int | float) or cooldown < 0:
+        raise InvalidInput(f"{where}: 'cooldown_seconds' expected a number >= 0, got {cooldown!r}")
+    return Policy(rule["name"], rule["model"], rule["when"], at_least, of_last,
+                  actions, float(cooldown))
+
+
+def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:
+    """The champion signals the rule rests on when it fires now, else None."""
+    kind = "drift" if policy.when == "drift" else "performance"
+    recent = [s for s in signals if s.kind == kind and s.variant == "champion"]
+    recent = recent[-policy.of_last:]
+    flagged = [s for s in recent if s.flagged]
+    return recent if len(flagged) >= policy.at_least else None
+
+
+class PolicyRunner:
+    """Evaluates policies each tick; acts at most once per cooldown per rule."""
+
+    def __init__(self, policies: list[Policy], signals: SignalLog, log_: DeploymentLog,
+                 sink: AlertSink) -> None:
+        self.policies = policies
+        self.signals = signals
+        self.events = log_
+        self.sink = sink
+        self._last: dict[str, float] = {}
+        self._seen: dict[str, int] = {}
+
+    def tick(self, now: float | None = None) -> list[Event]:
+        now = time.time() if now is None else now
+        out = []
+        for policy in self.policies:
+            kind: Kind = "drift" if policy.when == "drift" else "performance"
+            signals = self.signals.latest(policy.model, kind=kind, last=policy.of_last * 4)
+            newest = signals[-1].id if signals else None
+            if newest is None or self._seen.get(policy.name) == newest:
+                continue  # nothing new since this rule last looked
+            self._seen[policy.name] = newest
+            basis = fired(policy, signals)
+            if basis is None or now - self._last.get(policy.name, -1e18) < policy.cooldown_seconds:
+                continue
+            self._last[policy.name] = now
+            cause = {
+                "policy": policy.name,
+                "rule": f"{policy.when} in {policy.at_least} of the last {policy.of_last} windows",
+                "signals": [
+                    {"id": s.id, "version": s.version, "end": s.end_ts, "flagged": s.flagged,
+                     **({"drift_share": s.payload.get("drift_share"),
+                         "drifted_columns": s.payload.get("drifted_columns")}
+                        if s.kind == "drift" else s.payload.get("performance", {}))}
+                    for s in basis
+                ],
+            }
+            event = Event(policy.model, "alert", f"policy:{policy.name}", cause, None, None, now)
+            delivery = send_alert(self.sink, event)
+            event = Event(policy.model, "alert", event.actor, {**cause, "delivery": delivery},
+                          None, None, now)
+            self.events.record(event)
+            out.append(event)
+        return out
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of ``timestamp.body`` (the timestamp guards against replays)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def send_alert(sink: AlertSink, event: Event) -> str:
+    """POST the alert; returns what happened, for the event (never raises)."""
+    if sink.url is None:
+        return "no alert URL configured"
+    timestamp = str(int(event.ts))
+    body = orjson.dumps({"event": event.as_dict(), "timestamp": timestamp},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
+    if sink.secret:
+        headers[SIGNATURE_HEADER] = signature(sink.secret, timestamp, body)
+    request = urllib.request.Request(sink.url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=sink.timeout) as resp:
+            return f"delivered ({resp.status})"
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("alert to %s failed: %s", sink.url, exc)
+        return f"failed ({exc})"

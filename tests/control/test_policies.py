@@ -1,0 +1,131 @@
+"""Policies: champion signals -> signed alerts to a real HTTP endpoint, with events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcanary.control.deployments import DeploymentLog
+from mlcanary.control.policies import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AlertSink,
+    PolicyRunner,
+    load_policies,
+)
+from mlcanary.errors import InvalidInput
+from mlcanary.monitor.signals import Signal, SignalLog
+from mlcanary.monitor.store import Store
+
+SECRET = "hook-secret"
+RULES = """
+[[policy]]
+name = "drifting"
+model = "churn"
+when = "drift"
+at_least = 3
+of_last = 5
+cooldown_seconds = 600
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real webhook on 127.0.0.1 that keeps what it receives."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"body": body, "headers": dict(self.headers)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def window(k: int, flagged: bool, variant: str = "champion") -> Signal:
+    return Signal("churn", variant, 1, "drift", 100.0 * k, 100.0 * k + 50, f"id-{k}", 1000,
+                  flagged, {"drift_share": 0.6 if flagged else 0.0,
+                            "drifted_columns": ["plan"] if flagged else []})
+
+
+def test_three_drifted_windows_of_five_send_one_signed_alert(
+    tmp_path: Path, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = receiver
+    path = tmp_path / "policies.toml"
+    path.write_text(RULES)
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signals, events = SignalLog(store), DeploymentLog(store)
+        runner = PolicyRunner(load_policies(path), signals, events, AlertSink(url, SECRET))
+        for k, flagged in enumerate([True, False, True, False]):
+            signals.add(window(k, flagged))
+            assert runner.tick(now=1000.0 + k) == []  # two of four: not yet
+        signals.add(window(10, True, variant="challenger"))  # not the champion's
+        assert runner.tick(now=1010.0) == []
+        signals.add(window(4, True))
+        (event,) = runner.tick(now=1020.0)
+        assert event.actor == "policy:drifting" and "delivered (204)" in event.cause["delivery"]
+        signals.add(window(5, True))
+        assert runner.tick(now=1030.0) == []  # cooldown: one alert per 600 s
+        assert [e.kind for e in events.events("churn")] == ["alert"]
+    (alert,) = received
+    timestamp = alert["headers"][TIMESTAMP_HEADER]
+    mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + alert["body"], hashlib.sha256)
+    assert alert["headers"][SIGNATURE_HEADER] == "sha256=" + mac.hexdigest()
+    document = json.loads(alert["body"])
+    assert document["event"]["cause"]["rule"] == "drift in 3 of the last 5 windows"
+    assert len(document["event"]["cause"]["signals"]) == 5
+
+
+def test_an_unreachable_hook_is_an_event_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text(RULES.replace("at_least = 3", "at_least = 1"))
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signals = SignalLog(store)
+        runner = PolicyRunner(load_policies(path), signals, DeploymentLog(store),
+                              AlertSink("http://127.0.0.1:9/none", SECRET, timeout=1))
+        signals.add(window(0, True))
+        (event,) = runner.tick(now=0.0)
+        assert event.cause["delivery"].startswith("failed")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "sunny"\n', "'when' expected"),
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nat_least = 6\nof_last = 5\n',
+         "1 <= at_least <= of_last"),
+        ('[[policy]]\nname = "a"\nwhen = "drift"\n', "'model' is required"),
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nactions = ["page"]\n',
+         "'actions' expected"),
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nlevel = 2\n', "unknown fields"),
+        ("[[policy]\n", "cannot be read"),
+    ],
+)
+def test_bad_policy_files_are_refused_by_rule_and_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidInput, match=message):
+        load_policies(path)
