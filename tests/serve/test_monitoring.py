@@ -123,3 +123,20 @@ def test_monitor_route_errors_are_clear(home: Path) -> None:
 def test_status_of_an_unknown_model_is_one_line_and_exit_2(home: Path) -> None:
     result = cli_runner(home)("status", "nope")
     assert result.code == 2 and "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_records_dropped_by_a_full_buffer_are_counted_in_status(home: Path) -> None:
+    env = {"MLCANARY_LOG_BUFFER_RECORDS": "1", "MLCANARY_LOG_FLUSH_SECONDS": "2",
+           "MLCANARY_MONITOR": "false"}
+    with running_server(home, ["churn"], **env) as running:
+        rows = make_churn(10, seed=24).drop(columns="churned")
+        send(running.url, rows, per_request=1)  # one fits in the buffer until the flush
+        metrics = get(f"{running.url}/metrics").decode()
+        assert 'mlcanary_prediction_log_dropped_total{model="churn"} 9.0' in metrics
+        document = wait_for(
+            lambda: (d := json.loads(cli_runner(home)("status", "churn", "--json").stdout))
+            and d["predictions_dropped"] == 9 and d
+        )
+        assert document["predictions_written_by_servers"] >= 1
+        shown = cli_runner(home)("status", "churn")
+        assert "9 dropped" in shown.stdout

@@ -100,6 +100,16 @@ traffic = Table(
     Index("traffic_model_ts", "model", "ts"),
 )
 
+log_stats = Table(
+    "log_stats",
+    metadata,
+    Column("process", Text, primary_key=True, comment="host:pid:start of a serving process"),
+    Column("model", Text, primary_key=True),
+    Column("ts", Double, nullable=False),
+    Column("written", Integer, nullable=False, comment="predictions logged by that process"),
+    Column("dropped", Integer, nullable=False, comment="predictions it could not log"),
+)
+
 _SCHEMA_LOCK = 0x6D6C636E  # any constant: serialises table creation across Postgres clients
 
 

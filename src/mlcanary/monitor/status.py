@@ -17,6 +17,7 @@ from rich.text import Text
 
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
+from mlcanary.monitor.traffic import TrafficLog
 
 
 def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any]:
@@ -24,10 +25,13 @@ def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any
     log = SignalLog(store)
     drift = log.latest(name, kind="drift", last=last)
     performance = log.latest(name, kind="performance", last=1)
+    written, dropped = TrafficLog(store).log_totals(name)
     return {
         "model": name,
         "store": store.where,
         "predictions_logged": store.count(name),
+        "predictions_dropped": dropped,
+        "predictions_written_by_servers": written,
         "windows": [_window(s) for s in drift],
         "performance": _performance(performance[0]) if performance else None,
     }
@@ -82,8 +86,11 @@ def status_renderable(document: dict[str, Any]) -> Group:
             ", ".join(w["drifted_columns"]) or "-",
             "-" if multi is None else f"{multi['statistic']:.3f} (p={multi['p_value']:.2g})",
         )
+    dropped = document["predictions_dropped"]
     parts: list[Any] = [
-        Text(f"{document['predictions_logged']:,} predictions logged in {document['store']}")
+        Text(f"{document['predictions_logged']:,} predictions logged in {document['store']}"
+             + (f"; {dropped:,} dropped (buffer full: database slow or down)" if dropped else ""),
+             style="bold red" if dropped else "")
     ]
     parts.append(windows if document["windows"] else Text("no window analysed yet"))
     if document["windows"]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
-from mlcanary.monitor.schema import traffic
+from mlcanary.monitor.schema import log_stats, traffic
 from mlcanary.monitor.store import Store
 
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -94,6 +94,35 @@ class TrafficLog:
         ]
         with self.store._write() as conn:
             conn.execute(traffic.insert(), rows)
+
+    def write_log_stats(
+        self, process: str, written: dict[str, int], dropped: dict[str, int]
+    ) -> None:
+        """This process's prediction-log counters so far (one row per model, replaced)."""
+        rows = [
+            {"process": process, "model": model, "ts": time.time(),
+             "written": int(written.get(model, 0)), "dropped": int(dropped.get(model, 0))}
+            for model in sorted(set(written) | set(dropped))
+        ]
+        if not rows:
+            return
+        insert = self.store._insert(log_stats)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["process", "model"],
+            set_={"ts": insert.excluded.ts, "written": insert.excluded.written,
+                  "dropped": insert.excluded.dropped},
+        )
+        with self.store._write() as conn:
+            conn.execute(upsert, rows)
+
+    def log_totals(self, model: str) -> tuple[int, int]:
+        """(written, dropped) by every serving process that logged ``model``."""
+        query = select(func.coalesce(func.sum(log_stats.c.written), 0),
+                       func.coalesce(func.sum(log_stats.c.dropped), 0)).where(
+            log_stats.c.model == model)
+        with self.store._read() as conn:
+            written, dropped = conn.execute(query).one()
+        return int(written), int(dropped)
 
     def totals(
         self, model: str, since: float, until: float, epoch: int | None = None

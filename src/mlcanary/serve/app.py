@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -171,7 +172,9 @@ def create_app(
         if store is not None and tap is not None and settings.monitor:
             watcher = start_watcher(repository.names)
         if store is not None:
-            tasks.append(loop.create_task(_flush_traffic_forever(store, counter, settings)))
+            tasks.append(
+                loop.create_task(_flush_traffic_forever(store, counter, settings, tap))
+            )
         if store is not None and settings.retention_days is not None:
             tasks.append(loop.create_task(_purge_forever(store, settings.retention_days)))
         yield
@@ -186,7 +189,7 @@ def create_app(
         if tap is not None:  # after the drain: every answered request has been put
             await asyncio.to_thread(tap.close)
         if store is not None:
-            await asyncio.to_thread(_write_traffic, store, counter)
+            await asyncio.to_thread(_write_traffic, store, counter, tap)
         if watcher is not None:
             watcher.terminate()
             await asyncio.to_thread(watcher.wait, 30)
@@ -528,17 +531,27 @@ def start_watcher(names: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, preexec_fn=lower_priority)
 
 
-async def _flush_traffic_forever(store: Store, counter: TrafficCounter, settings: Settings) -> None:
+async def _flush_traffic_forever(
+    store: Store, counter: TrafficCounter, settings: Settings, tap: PredictionTap | None
+) -> None:
     """Write each period's request counts for the rollout gates (every flush interval)."""
     while True:
         await asyncio.sleep(settings.log_flush_seconds)
-        await asyncio.to_thread(_write_traffic, store, counter)
+        await asyncio.to_thread(_write_traffic, store, counter, tap)
 
 
-def _write_traffic(store: Store, counter: TrafficCounter) -> None:
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+"""Names this serving process's rows of ``log_stats``."""
+
+
+def _write_traffic(
+    store: Store, counter: TrafficCounter, tap: PredictionTap | None = None
+) -> None:
     counts = counter.drain()
     try:
         TrafficLog(store).write(counts)
+        if tap is not None:  # so that `mlcanary status` can say what was dropped
+            TrafficLog(store).write_log_stats(PROCESS, dict(tap.written), dict(tap.dropped))
     except MlcanaryError as exc:
         log.warning("traffic counts: %s (%d groups dropped)", exc, len(counts))
 
