@@ -283,7 +283,7 @@ def status(
 ) -> None:
     """Drift per window, the tests that fired, and performance against the CV baseline."""
     from mlcanary.config import Settings
-    from mlcanary.monitor.status import status_document, status_renderable
+    from mlcanary.control.status import status_document, status_renderable
     from mlcanary.monitor.store import Store
     from mlcanary.registry.versions import ModelRegistry
 

@@ -11,6 +11,7 @@ import pytest
 from mlcanary.config import Settings
 from mlcanary.control import actions
 from mlcanary.control.deployments import Conflict, DeploymentLog
+from mlcanary.control.status import status_document
 from mlcanary.errors import InvalidInput, NotFound
 from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
@@ -121,3 +122,18 @@ def test_a_second_rollout_waits_for_the_first(setup: tuple[ModelRegistry, Deploy
         actions.deploy(registry, log, "churn", challenger=3)
     with pytest.raises(NotFound, match="no champion"):
         actions.deploy(registry, log, "other", challenger=1)
+
+
+def test_status_shows_the_rollout_its_traffic_last_gates_and_events(
+    setup: tuple[ModelRegistry, DeploymentLog],
+) -> None:
+    registry, log = setup
+    assert status_document(log.store, "churn")["rollout"] is None
+    first = actions.deploy(registry, log, "churn", challenger=2, steps=[10, 100])
+    gates = [{"gate": "fast", "passed": True, "reason": "errors and latency within limits"}]
+    actions.step(log, first, {"gates": gates})
+    rollout = status_document(log.store, "churn")["rollout"]
+    assert rollout["traffic"] == {"champion": 0.0, "challenger": 100.0}
+    assert rollout["status"] == "running" and rollout["step"] == 1 and rollout["steps"] == [10, 100]
+    assert rollout["last_gates"] == gates
+    assert [e["kind"] for e in rollout["events"]] == ["deploy", "step"]

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from mlcanary.config import Settings
+from mlcanary.control.status import status_document
 from mlcanary.demo import make_churn
 from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.report import render_drift_report
-from mlcanary.monitor.status import status_document
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.watch import Monitor, WindowPlan, load_facts
 from mlcanary.registry.versions import ModelRegistry

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from mlcanary import __version__
 from mlcanary.config import Settings
 from mlcanary.control.deployments import Conflict
+from mlcanary.control.status import status_document
 from mlcanary.errors import (
     InvalidInput,
     MlcanaryError,
@@ -45,7 +46,6 @@ from mlcanary.errors import (
 )
 from mlcanary.monitor.feedback import FeedbackResult, parse_feedback
 from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.status import status_document
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
 from mlcanary.monitor.traffic import TrafficCounter, TrafficLog

@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mlcanary.control.deployments import DeploymentLog
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.traffic import TrafficLog
@@ -34,6 +35,32 @@ def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any
         "predictions_written_by_servers": written,
         "windows": [_window(s) for s in drift],
         "performance": _performance(performance[0]) if performance else None,
+        "rollout": _rollout(store, name),
+    }
+
+
+def _rollout(store: Store, name: str) -> dict[str, Any] | None:
+    """The model's latest rollout: variants, traffic, the last check's gates, last events."""
+    log = DeploymentLog(store)
+    deployment = log.get(name)
+    if deployment is None:
+        return None
+    events = log.events(name, last=10)
+    checks = [e for e in events if e.cause.get("gates")]
+    return {
+        "strategy": deployment.strategy,
+        "status": deployment.status,
+        "champion": deployment.champion,
+        "challenger": deployment.challenger,
+        "traffic": deployment.weights,
+        "step": deployment.step if deployment.strategy == "canary" else None,
+        "steps": list(deployment.steps) if deployment.strategy == "canary" else None,
+        "failures": deployment.failures,
+        "max_failures": deployment.max_failures,
+        "last_gates": checks[-1].cause["gates"] if checks else [],
+        "events": [
+            {"time": _iso(e.ts), "kind": e.kind, "actor": e.actor} for e in events[-5:]
+        ],
     }
 
 
@@ -104,6 +131,24 @@ def status_renderable(document: dict[str, Any]) -> Group:
                               _num(t["effect_size"]))
         if tests.row_count:
             parts.append(tests)
+    rollout = document.get("rollout")
+    if rollout is not None:
+        parts.append(Text(
+            f"rollout: {rollout['strategy']} of v{rollout['challenger']} against "
+            f"v{rollout['champion']}, {rollout['status']}; traffic "
+            + ", ".join(f"{k} {v:g}%" for k, v in rollout["traffic"].items())
+            + f"; failed checks {rollout['failures']}/{rollout['max_failures']}"
+        ))
+        gates = Table(title="last check", title_justify="left")
+        for column in ("gate", "result", "why"):
+            gates.add_column(column)
+        for g in rollout["last_gates"]:
+            result = {True: "pass", False: "FAIL", None: "no data"}[g["passed"]]
+            gates.add_row(g["gate"], result, g["reason"])
+        if gates.row_count:
+            parts.append(gates)
+        parts.append(Text("events: " + "; ".join(
+            f"{e['time']} {e['kind']} ({e['actor']})" for e in rollout["events"])))
     performance = document["performance"]
     if performance is None:
         parts.append(Text("performance: no labelled window yet"))
