@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -42,13 +41,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from machine import machine as facts
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from rich.console import Console
@@ -361,18 +359,9 @@ def setup_venv(anchor: Anchor) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    meminfo = Path("/proc/meminfo").read_text().split()
     return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": models[0] if models else "?",
-        "cores": os.cpu_count(),
-        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        **facts(("numpy", "scipy", "pandas", "lightgbm", "mlcanary")),
         "load_average_start": os.getloadavg(),
-        **{p: version(p) for p in ("numpy", "scipy", "pandas", "lightgbm", "mlcanary")},
     }
 
 

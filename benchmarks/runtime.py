@@ -22,19 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from machine import machine as facts
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -58,16 +56,7 @@ console = Console(highlight=False, width=120)
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": models[0] if models else "?",
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        **{pkg: version(pkg) for pkg in ("onnxruntime", "lightgbm", "scikit-learn", "mlcanary")},
-    }
+    return facts(("onnxruntime", "lightgbm", "scikit-learn", "mlcanary"))
 
 
 def tables(rows: int) -> dict[str, tuple[pd.DataFrame, str]]:

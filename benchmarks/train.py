@@ -13,21 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import lightgbm
 import pandas as pd
 import plotly.graph_objects as go
+from machine import machine as facts
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -46,18 +44,7 @@ console = Console(highlight=False)
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    meminfo = Path("/proc/meminfo").read_text().split()
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": models[0] if models else "?",
-        "cores": os.cpu_count(),
-        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        **{pkg: version(pkg) for pkg in ("lightgbm", "scikit-learn", "pandas", "mlcanary")},
-    }
+    return facts(("lightgbm", "scikit-learn", "pandas", "mlcanary"))
 
 
 def write_table(path: Path, rows: int) -> None:

@@ -123,15 +123,7 @@ def promote(
     cause: dict[str, Any] | None = None,
 ) -> Deployment:
     """The challenger becomes champion; all traffic goes to it."""
-    deployment = _active(log, model)
-    after = deployment.evolve(
-        status="promoted", weights={"champion": 100.0, "challenger": 0.0},
-        last_check=time.time(), epoch=deployment.epoch + 1,
-    )
-    saved = log.save(after, _event(deployment, after, "promote", actor, cause))
-    registry.set_alias(model, "champion", deployment.challenger)
-    registry.remove_alias(model, "challenger")
-    return saved
+    return _finish(registry, log, model, "promote", actor, cause)
 
 
 def rollback(
@@ -143,12 +135,32 @@ def rollback(
     cause: dict[str, Any] | None = None,
 ) -> Deployment:
     """All traffic back to the champion; the challenger alias goes."""
+    return _finish(registry, log, model, "rollback", actor, cause)
+
+
+def _finish(
+    registry: ModelRegistry,
+    log: DeploymentLog,
+    model: str,
+    kind: str,
+    actor: str,
+    cause: dict[str, Any] | None,
+) -> Deployment:
+    """End the rollout: save the state and its event, then move the aliases.
+
+    A promotion points ``champion`` at the challenger before the ``challenger`` alias
+    goes, so servers reuse the challenger they already run.
+    """
     deployment = _active(log, model)
     after = deployment.evolve(
-        status="rolled_back", weights={"champion": 100.0, "challenger": 0.0},
-        last_check=time.time(), epoch=deployment.epoch + 1,
+        status="promoted" if kind == "promote" else "rolled_back",
+        weights={"champion": 100.0, "challenger": 0.0},
+        last_check=time.time(),
+        epoch=deployment.epoch + 1,
     )
-    saved = log.save(after, _event(deployment, after, "rollback", actor, cause))
+    saved = log.save(after, _event(deployment, after, kind, actor, cause))
+    if kind == "promote":
+        registry.set_alias(model, "champion", deployment.challenger)
     registry.remove_alias(model, "challenger")
     return saved
 
