@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.serve.dates import calendar_parts
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows, decide
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -48,12 +48,9 @@ class CompiledRuntime:
     kind = "compiled"
 
     def __init__(self, pipeline: Any, signature: Signature) -> None:
-        native = NativeRuntime(pipeline, signature)
+        native, model = unwrap(pipeline, signature)
         self.threshold = native.threshold
         self.classes = native.classes
-        model = native.model
-        if not isinstance(model, Pipeline) or not isinstance(model[0], ColumnTransformer):
-            raise Unsupported("not a ColumnTransformer pipeline")
         self.blocks = [
             _branch(steps, cols) for _, steps, cols in model[0].transformers_ if steps != "drop"
         ]
@@ -67,11 +64,17 @@ class CompiledRuntime:
         out = self.score(self.features(rows))
         if self.classes is None:
             return Prediction(out, None)
-        if self.threshold is not None:
-            index = (out[:, 1] >= self.threshold).astype(np.intp)
-        else:
-            index = out.argmax(axis=1)
-        return Prediction(self.classes[index], out)
+        return decide(out, self.classes, self.threshold)
+
+
+def unwrap(pipeline: Any, signature: Signature) -> tuple[NativeRuntime, Pipeline]:
+    """The native runtime (threshold, classes) and its ColumnTransformer -> model pipeline;
+    ``Unsupported`` for any other shape."""
+    native = NativeRuntime(pipeline, signature)
+    model = native.model
+    if not isinstance(model, Pipeline) or not isinstance(model[0], ColumnTransformer):
+        raise Unsupported("not a ColumnTransformer pipeline")
+    return native, model
 
 
 # -- preprocessing --------------------------------------------------------------------------

@@ -31,15 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from onnx import ModelProto, TensorProto, helper
-from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from mlcanary.serve.compiled import Unsupported, float_column
+from mlcanary.serve.compiled import Unsupported, float_column, unwrap
 from mlcanary.serve.dates import calendar_parts
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows
+from mlcanary.serve.runtime import Prediction, Rows, decide
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -66,12 +65,9 @@ class OnnxRuntime:
     def __init__(self, pipeline: Any, signature: Signature, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        native = NativeRuntime(pipeline, signature)
+        native, model = unwrap(pipeline, signature)
         self.threshold = native.threshold
         self.classes = native.classes
-        model = native.model
-        if not isinstance(model, Pipeline) or not isinstance(model[0], ColumnTransformer):
-            raise Unsupported("not a ColumnTransformer pipeline")
         graph = _Graph()
         self.feeds: list[tuple[str, Feed]] = []
         for index, (_, steps, columns) in enumerate(model[0].transformers_):
@@ -104,11 +100,7 @@ class OnnxRuntime:
         if self.prior is not None:
             scores = scores * self.prior
             scores = scores / scores.sum(axis=1, keepdims=True)
-        if self.threshold is not None:
-            index = (scores[:, 1] >= self.threshold).astype(np.intp)
-        else:
-            index = scores.argmax(axis=1)
-        return Prediction(self.classes[index], scores)
+        return decide(scores, self.classes, self.threshold)
 
 
 # -- preprocessing graph ---------------------------------------------------------------------

@@ -59,8 +59,13 @@ class NativeRuntime:
         if self.classes is None:
             return Prediction(np.asarray(self.model.predict(rows), dtype=np.float64), None)
         proba = np.asarray(self.model.predict_proba(rows), dtype=np.float64)
-        if self.threshold is not None:
-            index = (proba[:, 1] >= self.threshold).astype(np.intp)
-        else:
-            index = proba.argmax(axis=1)
-        return Prediction(self.classes[index], proba)
+        return decide(proba, self.classes, self.threshold)
+
+
+def decide(proba: np.ndarray, classes: np.ndarray, threshold: float | None) -> Prediction:
+    """Labels from class probabilities: the registered threshold for binary, else argmax."""
+    if threshold is not None:
+        index = (proba[:, 1] >= threshold).astype(np.intp)
+    else:
+        index = proba.argmax(axis=1)
+    return Prediction(classes[index], proba)
