@@ -374,7 +374,10 @@ def _text_input(rows: Rows, columns: list[str]) -> np.ndarray:
     out = np.empty((_length(rows, columns[0]), len(columns)), dtype=object)
     for j, name in enumerate(columns):
         values = rows[name]
-        if isinstance(values.dtype, pd.StringDtype):  # validated text: str values or NA
+        if isinstance(values, np.ndarray) and values.dtype == object:  # validated: str or None
+            out[:, j] = values
+            out[:, j][values == None] = MISSING  # noqa: E711 (element-wise)
+        elif isinstance(values.dtype, pd.StringDtype):
             out[:, j] = values.to_numpy(dtype=object, na_value=MISSING)
         else:
             out[:, j] = [MISSING if _is_missing(v) else str(v) for v in values]
