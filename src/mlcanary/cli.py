@@ -314,11 +314,28 @@ def report(
     registry = ModelRegistry(settings)
     registry.version(name, "champion")
     with Store.from_settings(settings) as store:
-        page = render_drift_report(store, registry, name, last=last)
+        extra = _shadow_view(store, name)
+        page = render_drift_report(store, registry, name, last=last, extra=extra)
     target = out_path or settings.home / "reports" / f"{name}-drift.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     out.print(f"drift report: {target}")
+
+
+def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
+    """A running or finished shadow rollout's comparison, for the report."""
+    from mlcanary.control.deployments import DeploymentLog
+    from mlcanary.control.shadow import difference_figure, shadow_pairs, shadow_summary
+    from mlcanary.control.status import shadow_line
+
+    deployment = DeploymentLog(store).get(name)
+    if deployment is None or deployment.strategy != "shadow":
+        return []
+    pairs = shadow_pairs(store, name, since=deployment.started)
+    summary = shadow_summary(pairs)
+    if summary is None:
+        return []
+    return [(shadow_line(summary) + ".", difference_figure(pairs, summary))]
 
 
 def _check_policies(settings: Any) -> None:
@@ -478,6 +495,45 @@ def events(
             why,
         )
     out.print(table)
+
+
+@app.command()
+def retrain(
+    name: str = typer.Argument(..., help="Model to retrain, as its [retrain.NAME] table says."),
+) -> None:
+    """Retrain now: source data + labelled log -> challenger -> the configured rollout."""
+    from mlcanary.config import Settings
+    from mlcanary.control.deployments import Event
+    from mlcanary.control.policies import load_policy_file
+    from mlcanary.control.retrain import Trigger, run_and_record
+    from mlcanary.progress import Steps
+
+    settings = Settings()
+    if settings.policy_file is None:
+        raise InvalidInput(
+            "retrain: no policy file; set MLCANARY_POLICY_FILE to a file with a "
+            f"[retrain.{name}] table"
+        )
+    plan = load_policy_file(settings.policy_file)[1].get(name)
+    if plan is None:
+        raise InvalidInput(
+            f"retrain: policy file '{settings.policy_file}' has no [retrain.{name}] table"
+        )
+    _, log, store = _rollouts()
+    with store:
+        trigger = Trigger("user", {"reason": "mlcanary retrain"})
+        log.record(Event(name, "retrain", "user", trigger.cause, None, {"status": "started"}))
+        outcome = run_and_record(plan, settings, trigger, log, Steps(err))
+        if outcome is None:
+            reason = log.events(name, last=1)[-1].cause.get("reason", "")
+            raise InvalidInput(f"retrain '{name}' failed: {reason}")
+    lineage = outcome.lineage
+    rollout = outcome.rollout or {"strategy": "none (it is the first version: champion)"}
+    out.print(
+        f"{name}: version {outcome.version} trained on {lineage['rows']:,} rows "
+        f"({lineage['source_rows']:,} from {lineage['source']}, {lineage['log_rows']:,} "
+        f"labelled from the log); rollout {rollout}\nreport: {outcome.report}"
+    )
 
 
 @app.command()

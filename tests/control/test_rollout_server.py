@@ -80,10 +80,14 @@ class Traffic:
             i += 1
 
 
-def send(url: str, rows: pd.DataFrame, key: str) -> tuple[int, str, str]:
+def send(url: str, rows: pd.DataFrame, key: str,
+         request_id: str | None = None) -> tuple[int, str, str]:
     """(status, variant, version) of one V2 request."""
+    body = request_body(rows)
+    if request_id is not None:
+        body = json.dumps({**json.loads(body), "id": request_id}).encode()
     request = urllib.request.Request(
-        f"{url}/v2/models/churn/infer", request_body(rows),
+        f"{url}/v2/models/churn/infer", body,
         {"Content-Type": "application/json", "X-Mlcanary-Key": key})
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
@@ -193,3 +197,43 @@ def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None
         again = {k: send(two.url, rows.iloc[[1]], k)[1] for k in keys}
     assert first == again
     assert set(first.values()) == {"champion", "challenger"}
+
+
+def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: Path) -> None:
+    """v2 learned inverted labels: clients only see the champion; status shows the gap."""
+    started = cli_runner(home)("deploy", "churn", "--challenger", "2", "--strategy", "shadow",
+                               "--interval", "1h")
+    assert started.code == 0, started.stderr
+    frame = make_churn(120, seed=34)
+    ids = []
+    with running_server(home, ["churn"], **ENV) as server:
+        time.sleep(2)  # the challenger is loaded
+        for i in range(len(frame)):
+            status, variant, version = send(server.url, frame.drop(columns="churned").iloc[[i]],
+                                            key=f"k{i}", request_id=f"req-{i}")
+            assert (status, variant, version) == (200, "champion", "1")
+            ids.append(f"req-{i}")
+        labels = [{"id": id_, "label": int(y)} for id_, y in zip(ids, frame["churned"],
+                                                                   strict=True)]
+        request = urllib.request.Request(
+            f"{server.url}/v2/models/churn/feedback", json.dumps(labels).encode(),
+            {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert resp.status == 200
+        time.sleep(1.5)  # shadow copies and the log are written
+    result = cli_runner(home)("status", "churn", "--json")
+    assert result.code == 0, result.stderr
+    shadow = json.loads(result.stdout)["rollout"]["shadow"]
+    assert shadow["pairs"] == len(frame)
+    agreement = shadow["agreement"]
+    assert agreement["ci_low"] <= agreement["rate"] <= agreement["ci_high"]
+    assert agreement["ci_high"] < 0.5  # inverted labels: the two mostly disagree
+    assert shadow["difference"]["p50"] != 0.0
+    quality = shadow["labelled"]
+    assert quality["rows"] == len(frame)
+    assert quality["champion"]["accuracy"] > quality["challenger"]["accuracy"]
+    table = cli_runner(home)("status", "churn")
+    assert "shadow: 120 paired rows; labels agree" in table.stdout
+    report = cli_runner(home)("report", "churn", "--out", str(home / "report.html"))
+    assert report.code == 0, report.stderr
+    assert "challenger minus champion" in (home / "report.html").read_text()

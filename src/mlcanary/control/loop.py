@@ -16,7 +16,8 @@ from collections.abc import Callable
 from mlcanary.config import Settings
 from mlcanary.control.controller import Check, Controller
 from mlcanary.control.deployments import DeploymentLog
-from mlcanary.control.policies import AlertSink, PolicyRunner, load_policies
+from mlcanary.control.policies import AlertSink, PolicyRunner, load_policy_file
+from mlcanary.control.retrain import RetrainWorker
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.watch import monitor_from_settings
@@ -42,9 +43,12 @@ def watch(
         )
         policies = None
         if settings.policy_file is not None:
-            rules = [p for p in load_policies(settings.policy_file) if p.model in names]
+            rules, plans = load_policy_file(settings.policy_file)
+            rules = [p for p in rules if p.model in names]
             sink = AlertSink(settings.alert_url, settings.alert_secret)
-            policies = PolicyRunner(rules, SignalLog(store), DeploymentLog(store), sink)
+            events = DeploymentLog(store)
+            retrainer = RetrainWorker(settings, plans, events)
+            policies = PolicyRunner(rules, SignalLog(store), events, sink, retrainer)
         while True:
             signals = monitor.tick()
             try:

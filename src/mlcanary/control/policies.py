@@ -19,10 +19,13 @@ A policy file (TOML; ``MLCANARY_POLICY_FILE``) lists rules per model:
     of_last = 1
 
 When a rule fires (and its cooldown has passed), each action runs and leaves an event
-with the signals it rests on. ``alert`` posts the event as JSON to ``MLCANARY_ALERT_URL``,
-signed with HMAC-SHA256 of the body under ``MLCANARY_ALERT_SECRET`` (header
-``X-Mlcanary-Signature: sha256=<hex>``, with the time in ``X-Mlcanary-Timestamp`` and
-inside the body), so an orchestrator can check it came from mlcanary and act on it.
+with the signals it rests on. ``retrain`` hands the model to the retrain worker (see
+``mlcanary.control.retrain``: the same file's ``[retrain.NAME]`` table says how), with the
+log window starting at the first flagged window the rule fired on. ``alert`` posts the
+event as JSON to ``MLCANARY_ALERT_URL``, signed with HMAC-SHA256 of the body under
+``MLCANARY_ALERT_SECRET`` (header ``X-Mlcanary-Signature: sha256=<hex>``, with the time in
+``X-Mlcanary-Timestamp`` and inside the body), so an orchestrator can check it came from
+mlcanary and act on it.
 """
 
 from __future__ import annotations
@@ -42,13 +45,15 @@ from typing import Any, Literal
 import orjson
 
 from mlcanary.control.deployments import DeploymentLog, Event
+from mlcanary.control.retrain import RetrainPlan, RetrainWorker, Trigger, load_plans
 from mlcanary.errors import InvalidInput
 from mlcanary.monitor.signals import Kind, Signal, SignalLog
 
 log = logging.getLogger(__name__)
 
 When = Literal["drift", "degraded"]
-Action = Literal["alert"]
+Action = Literal["alert", "retrain"]
+ACTIONS: tuple[Action, ...] = ("alert", "retrain")
 SIGNATURE_HEADER = "X-Mlcanary-Signature"
 TIMESTAMP_HEADER = "X-Mlcanary-Timestamp"
 
@@ -75,14 +80,34 @@ class AlertSink:
 
 def load_policies(path: Path) -> list[Policy]:
     """Read and check a policy file; InvalidInput naming the rule and field otherwise."""
+    return load_policy_file(path)[0]
+
+
+def load_policy_file(path: Path) -> tuple[list[Policy], dict[str, RetrainPlan]]:
+    """The rules and the retrain plans of a policy file, checked together."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidInput(f"policy file '{path}': cannot be read ({exc})") from exc
+    unknown = sorted(set(document) - {"policy", "retrain"})
+    if unknown:
+        raise InvalidInput(
+            f"policy file '{path}': unknown tables {unknown}; "
+            "expected [[policy]] and [retrain.NAME]"
+        )
     rules = document.get("policy", [])
     if not isinstance(rules, list):
         raise InvalidInput(f"policy file '{path}': expected [[policy]] tables")
-    return [_policy(rule, f"policy file '{path}', rule {i + 1}") for i, rule in enumerate(rules)]
+    policies = [_policy(rule, f"policy file '{path}', rule {i + 1}")
+                for i, rule in enumerate(rules)]
+    plans = load_plans(document, f"policy file '{path}'", path.resolve().parent)
+    for i, policy in enumerate(policies):
+        if "retrain" in policy.actions and policy.model not in plans:
+            raise InvalidInput(
+                f"policy file '{path}', rule {i + 1}: action 'retrain' needs a "
+                f"[retrain.{policy.model}] table saying how to retrain '{policy.model}'"
+            )
+    return policies, plans
 
 
 def _policy(rule: Mapping[str, Any], where: str) -> Policy:
@@ -101,8 +126,11 @@ def _policy(rule: Mapping[str, Any], where: str) -> Policy:
             f"{where}: expected whole numbers 1 <= at_least <= of_last, got {at_least}, {of_last}"
         )
     actions = tuple(rule.get("actions", ["alert"]))
-    if not actions or any(a != "alert" for a in actions):
-        raise InvalidInput(f"{where}: 'actions' expected a list of 'alert', got {list(actions)}")
+    if not actions or any(a not in ACTIONS for a in actions):
+        raise InvalidInput(
+            f"{where}: 'actions' expected a list of {', '.join(map(repr, ACTIONS))}, "
+            f"got {list(actions)}"
+        )
     cooldown = rule.get("cooldown_seconds", 3600.0)
     if not isinstance(cooldown, int | float) or cooldown < 0:
         raise InvalidInput(f"{where}: 'cooldown_seconds' expected a number >= 0, got {cooldown!r}")
@@ -123,11 +151,12 @@ class PolicyRunner:
     """Evaluates policies each tick; acts at most once per cooldown per rule."""
 
     def __init__(self, policies: list[Policy], signals: SignalLog, log_: DeploymentLog,
-                 sink: AlertSink) -> None:
+                 sink: AlertSink, retrainer: RetrainWorker | None = None) -> None:
         self.policies = policies
         self.signals = signals
         self.events = log_
         self.sink = sink
+        self.retrainer = retrainer
         self._last: dict[str, float] = {}
         self._seen: dict[str, int] = {}
 
@@ -156,12 +185,24 @@ class PolicyRunner:
                     for s in basis
                 ],
             }
-            event = Event(policy.model, "alert", f"policy:{policy.name}", cause, None, None, now)
-            delivery = send_alert(self.sink, event)
-            event = Event(policy.model, "alert", event.actor, {**cause, "delivery": delivery},
-                          None, None, now)
-            self.events.record(event)
-            out.append(event)
+            actor = f"policy:{policy.name}"
+            if "alert" in policy.actions:
+                event = Event(policy.model, "alert", actor, cause, None, None, now)
+                delivery = send_alert(self.sink, event)
+                event = Event(policy.model, "alert", actor, {**cause, "delivery": delivery},
+                              None, None, now)
+                self.events.record(event)
+                out.append(event)
+            if "retrain" in policy.actions:
+                since = min(s.start_ts for s in basis if s.flagged)
+                if self.retrainer is None:
+                    event = Event(policy.model, "retrain_failed", actor,
+                                  {**cause, "reason": "no retrain worker in this process"},
+                                  None, None, now)
+                    self.events.record(event)
+                elif not self.retrainer.submit(policy.model, Trigger(actor, cause, since)):
+                    log.info("policy %s: a retrain of %s is already running", policy.name,
+                             policy.model)
         return out
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlcanary.control.deployments import DeploymentLog
+from mlcanary.control.shadow import shadow_pairs, shadow_summary
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.traffic import TrafficLog
@@ -58,6 +59,10 @@ def _rollout(store: Store, name: str) -> dict[str, Any] | None:
         "failures": deployment.failures,
         "max_failures": deployment.max_failures,
         "last_gates": checks[-1].cause["gates"] if checks else [],
+        "shadow": (
+            shadow_summary(shadow_pairs(store, name, since=deployment.started))
+            if deployment.strategy == "shadow" else None
+        ),
         "events": [
             {"time": _iso(e.ts), "kind": e.kind, "actor": e.actor} for e in events[-5:]
         ],
@@ -147,6 +152,9 @@ def status_renderable(document: dict[str, Any]) -> Group:
             gates.add_row(g["gate"], result, g["reason"])
         if gates.row_count:
             parts.append(gates)
+        shadow = rollout.get("shadow")
+        if shadow is not None:
+            parts.append(Text(shadow_line(shadow)))
         parts.append(Text("events: " + "; ".join(
             f"{e['time']} {e['kind']} ({e['actor']})" for e in rollout["events"])))
     performance = document["performance"]
@@ -162,6 +170,25 @@ def status_renderable(document: dict[str, Any]) -> Group:
             style="bold red" if performance["degraded"] else "",
         ))
     return Group(*parts)
+
+
+def shadow_line(shadow: dict[str, Any]) -> str:
+    """One line: agreement with its interval, the score differences, paired quality."""
+    d = shadow["difference"]
+    text = f"shadow: {shadow['pairs']:,} paired rows"
+    agreement = shadow.get("agreement")
+    if agreement is not None:
+        text += (f"; labels agree {agreement['rate']:.1%} "
+                 f"[{agreement['ci_low']:.1%}, {agreement['ci_high']:.1%}]")
+    text += (f"; {shadow['difference_of']}, challenger - champion: median {d['p50']:+.4f}, "
+             f"90% within [{d['p5']:+.4f}, {d['p95']:+.4f}], mean |diff| {d['mean_abs']:.4f}")
+    labelled = shadow.get("labelled")
+    if labelled is not None:
+        (metric,) = labelled["champion"]
+        text += (f"; on {labelled['rows']:,} labelled rows {metric} champion "
+                 f"{labelled['champion'][metric]:.4f}, challenger "
+                 f"{labelled['challenger'][metric]:.4f}")
+    return text
 
 
 def _num(value: float | None) -> str:

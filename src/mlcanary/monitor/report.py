@@ -29,13 +29,22 @@ REFERENCE, CURRENT = "#1f77b4", "#ff7f0e"
 
 
 def render_drift_report(
-    store: Store, registry: ModelRegistry, name: str, *, last: int = 50
+    store: Store,
+    registry: ModelRegistry,
+    name: str,
+    *,
+    last: int = 50,
+    extra: list[tuple[str, Any]] | None = None,
 ) -> str:
-    """The report for the ``last`` windows of ``name``."""
+    """The report for the ``last`` windows of ``name``.
+
+    ``extra`` adds (caption, Plotly figure) pairs after the signals chart: the control
+    layer's views, such as a shadow rollout's score differences.
+    """
     log = SignalLog(store)
     drift = log.latest(name, kind="drift", last=last)
     performance = log.latest(name, kind="performance", last=last)
-    figures = [_over_time(drift, performance)]
+    figures = [_over_time(drift, performance), *(figure for _, figure in extra or [])]
     table = ""
     if drift:
         latest = drift[-1]
@@ -54,7 +63,7 @@ def render_drift_report(
         for i, fig in enumerate(figures)
     )
     e = html.escape
-    summary = _summary(drift, performance)
+    summary = " ".join([_summary(drift, performance), *(text for text, _ in extra or [])])
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{e(name)}: drift report</title><style>{CSS}</style></head><body><main>"

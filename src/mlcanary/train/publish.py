@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,16 @@ from mlcanary.train.fit import TrainResult
 from mlcanary.train.spec import TrainSpec
 
 
-def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> VersionInfo:
-    """Register ``result`` under its spec's model name; alias per the spec's ``promote``."""
+def publish(
+    result: TrainResult,
+    registry: ModelRegistry,
+    report_html: str,
+    tags: Mapping[str, str] | None = None,
+) -> VersionInfo:
+    """Register ``result`` under its spec's model name; alias per the spec's ``promote``.
+
+    ``tags`` go on the version's run beside mlcanary's own (a retrain's lineage).
+    """
     spec = result.spec
     reference = io.BytesIO()
     result.reference.to_parquet(reference, index=False)
@@ -59,6 +68,7 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
         "mlcanary.model": spec.model,
         "mlcanary.verdict": result.diagnosis.verdict,
         "mlcanary.data_sha256": result.fingerprint.sha256,
+        **(tags or {}),
     }
     example = result.reference[[c.name for c in result.signature.columns]].head(5)
     return registry.register(
@@ -74,7 +84,7 @@ def publish(result: TrainResult, registry: ModelRegistry, report_html: str) -> V
 
 
 def train_and_register(
-    spec: TrainSpec, settings: Settings, steps: Steps
+    spec: TrainSpec, settings: Settings, steps: Steps, tags: Mapping[str, str] | None = None
 ) -> tuple[TrainResult, VersionInfo, Path]:
     """Train, render the report, register the version, and write the report under home."""
     from mlcanary.train.fit import train
@@ -82,7 +92,7 @@ def train_and_register(
 
     result = train(spec, settings, steps)
     html = render_report(result, title=spec.model_name)
-    version = publish(result, ModelRegistry(settings), html)
+    version = publish(result, ModelRegistry(settings), html, tags)
     report = settings.reports_dir / f"{spec.model_name}-v{version.version}.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(html, encoding="utf-8")
