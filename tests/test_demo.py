@@ -18,10 +18,30 @@ def test_generated_churn_table_is_seeded_and_holds_every_column_kind() -> None:
     assert a["data_usage_gb"].isna().any() and a["country"].nunique() == 1
 
 
+def test_drift_is_a_price_rise_with_the_same_table_at_zero() -> None:
+    calm, drifted = make_churn(4000, seed=3), make_churn(4000, seed=3, drift=1.0)
+    assert calm.equals(make_churn(4000, seed=3, drift=0.0))
+    assert drifted["monthly_charges"].mean() > calm["monthly_charges"].mean() + 15
+    assert drifted["tenure_months"].mean() < 0.7 * calm["tenure_months"].mean()
+    assert (drifted["plan"] == "premium").mean() > 2 * (calm["plan"] == "premium").mean()
+    assert drifted["churned"].mean() > calm["churned"].mean()
+
+
 @pytest.mark.slow
-def test_demo_trains_registers_and_reports(cli: Callable[..., Result], home: Path) -> None:
+def test_demo_tells_the_whole_loop(cli: Callable[..., Result], home: Path) -> None:
     result = cli("demo", timeout=300)
     assert result.code == 0, result.stderr
-    assert "registered churn version 1 (champion)" in result.stdout
-    assert (home / "reports" / "churn-v1.html").exists()
     assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert "registered churn version 1 (champion)" in out
+    # drift is flagged, the policy retrains, the canary promotes, the broken one goes back
+    order = ["DRIFT", "retraining started", "retrained: version 2", "canary of version 2",
+             "PROMOTED version 2", "canary of version 3", "ROLLED BACK version 3"]
+    positions = [out.find(text) for text in order]
+    found = dict(zip(order, positions, strict=True))
+    assert -1 not in positions and positions == sorted(positions), found
+    assert " 0 requests failed; champion is now version 2" in out
+    demo = home / "demo"
+    for report in ("churn-v1.html", "churn-v2.html", "churn-v3.html", "churn-drift.html"):
+        assert (demo / "reports" / report).exists(), report
+    assert f"MLCANARY_HOME={demo} mlcanary status churn" in out.replace("\n", "")

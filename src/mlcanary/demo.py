@@ -7,6 +7,10 @@ constant), and a churn label that depends on them through a known formula.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from rich.console import Console
@@ -18,16 +22,22 @@ DEMO_ROWS = 20_000
 DEMO_NAME = "churn"
 
 
-def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
+def make_churn(rows: int = DEMO_ROWS, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     """A synthetic telecom-churn table.
 
-    The label follows a fixed formula with thresholds and an interaction.
+    The label follows a fixed formula with thresholds and an interaction. ``drift``
+    (0 to 1) is a price rise reaching new customers: shorter tenures, more premium plans,
+    higher charges, and churn that reacts more to the charges; at 0 the table is the one
+    the champion learns from.
     """
     rng = np.random.default_rng(seed)
-    plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
+    mix = np.array([0.5, 0.3, 0.2]) * (1 - drift) + np.array([0.2, 0.3, 0.5]) * drift
+    plan = rng.choice(["basic", "plus", "premium"], rows, p=mix)
     city = rng.choice([f"city-{i:02d}" for i in range(40)], rows)
-    tenure = rng.gamma(2.0, 12.0, rows).astype(int)
-    charges = rng.normal(50, 15, rows) + np.select([plan == "plus", plan == "premium"], [15, 35], 0)
+    tenure = rng.gamma(2.0, 12.0 - 6.0 * drift, rows).astype(int)
+    charges = rng.normal(50 + 20 * drift, 15, rows) + np.select(
+        [plan == "plus", plan == "premium"], [15, 35], 0
+    )
     calls = rng.poisson(1.5, rows)
     autopay = rng.random(rows) < 0.6
     usage = rng.lognormal(2.0, 0.6, rows)
@@ -38,7 +48,7 @@ def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
         -2.2
         + 1.6 * (tenure < 6)
         - 0.015 * tenure
-        + 0.06 * np.maximum(charges - 70, 0)
+        + (0.06 + 0.04 * drift) * np.maximum(charges - 70, 0)
         + 1.1 * (calls >= 3)
         - 0.8 * autopay
         + 1.2 * ((plan == "premium") & ~autopay)
@@ -65,16 +75,108 @@ def make_churn(rows: int = DEMO_ROWS, seed: int = 0) -> pd.DataFrame:
     )
 
 
+POLICY = """\
+# The demo's policy: drift in 2 of the last 3 windows -> alert and retrain.
+[[policy]]
+name = "drift-retrain"
+model = "churn"
+when = "drift"
+at_least = 2
+of_last = 3
+actions = ["alert", "retrain"]
+
+[retrain.churn]
+data = "churn.csv"          # the data source the champion was trained on
+target = "churned"
+source_rows = 10000         # its most recent 10,000 rows ...
+log = "fired"               # ... plus the labelled log since the first drifted window
+train = { folds = 3 }
+rollout = { strategy = "canary", steps = [10, 50, 100], interval_seconds = 4, max_failures = 2 }
+"""
+
+SERVER_ENV = {
+    "MLCANARY_MONITOR_SECONDS": "1",
+    "MLCANARY_POLL_SECONDS": "1",
+    "MLCANARY_LOG_FLUSH_SECONDS": "0.5",
+    "MLCANARY_WINDOW_ROWS": "1000",
+}
+"""Faster than the defaults so the story fits in a minute or two."""
+
+PACE = 400
+"""Rows per second the demo's client sends."""
+
+
 def run_demo(settings: Settings, out: Console, err: Console) -> None:
-    """Generate the data, train a champion, and show where everything went."""
+    """The whole loop on generated data, told as a timeline (see the README)."""
+    import shutil
+
+    from mlcanary.control.status import status_document, status_renderable
+    from mlcanary.demo_traffic import Client, Timeline, server
+    from mlcanary.monitor.report import render_drift_report
+    from mlcanary.registry.versions import ModelRegistry
+
+    home = settings.home / "demo"
+    if home.exists():
+        shutil.rmtree(home)  # every run tells the story from the start
+    home.mkdir(parents=True)
+    demo = settings.model_copy(update={"home": home, "policy_file": home / "policies.toml"})
+    started = time.monotonic()
+
+    _train_champion(demo, out, err)
+    (home / "policies.toml").write_text(POLICY, encoding="utf-8")
+
+    out.print(Rule("4. serve: champion v1 behind Open Inference Protocol v2, monitor and policy"))
+    env = {**SERVER_ENV, "MLCANARY_POLICY_FILE": str(home / "policies.toml")}
+    with server(demo, DEMO_NAME, env, home / "server.log") as url:
+        out.print(f"serving at {url} (log: {home / 'server.log'}); policy {home / 'policies.toml'}")
+        timeline = Timeline(demo, DEMO_NAME, out)
+        client = Client(url, DEMO_NAME, "customer_id", "churned")
+        try:
+            out.print(Rule("5. traffic like the training data; labels arrive as it goes"))
+            _replay(client, make_churn(3000, seed=101), timeline, "normal traffic", out)
+            out.print(Rule("6. drift arrives: a price rise brings shorter tenures, pricier plans"))
+            _replay(client, make_churn(60_000, seed=102, drift=0.6), timeline,
+                    "drifted traffic", out, until=lambda: timeline.happened("deploy"),
+                    limit_seconds=150)
+            out.print(Rule("7. the retrained challenger goes through the canary"))
+            _replay(client, make_churn(60_000, seed=103, drift=0.6), timeline, "canary",
+                    out, until=lambda: _finished(timeline), limit_seconds=120)
+            out.print(Rule("8. a broken challenger: labels inverted by a bad join"))
+            broken = _train_broken(demo, err)
+            _deploy(demo, broken)
+            _replay(client, make_churn(60_000, seed=104, drift=0.6), timeline, "canary",
+                    out, until=lambda: timeline.happened("rollback"), limit_seconds=90)
+            time.sleep(1.0)
+            timeline.poll()
+        finally:
+            timeline.close()
+        failed = client.failed
+
+    out.print(Rule("9. where things stand"))
+    from mlcanary.monitor.store import Store
+
+    registry = ModelRegistry(demo)
+    with Store.from_settings(demo) as store:
+        out.print(status_renderable(status_document(store, DEMO_NAME, last=3)))
+        report = demo.reports_dir / f"{DEMO_NAME}-drift.html"
+        report.write_text(render_drift_report(store, registry, DEMO_NAME), encoding="utf-8")
+    champion = registry.alias_version(DEMO_NAME, "champion")
+    out.print(
+        f"{client.sent:,} rows answered, {failed} requests failed; champion is now "
+        f"version {champion}; {time.monotonic() - started:.0f} s in all\n"
+        f"reports: {demo.reports_dir} (training reports per version, drift report {report})\n"
+        f"look around: MLCANARY_HOME={home} mlcanary status {DEMO_NAME} | events "
+        f"{DEMO_NAME} | models {DEMO_NAME} | report {DEMO_NAME}"
+    )
+
+
+def _train_champion(settings: Settings, out: Console, err: Console) -> None:
     from mlcanary.progress import Steps
     from mlcanary.tables import metrics_table
     from mlcanary.train.publish import train_and_register
     from mlcanary.train.spec import TrainSpec
 
-    data_dir = settings.home / "demo"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "churn.csv"
+    path = settings.home / "churn.csv"
     out.print(Rule("1. data"))
     frame = make_churn()
     frame.to_csv(path, index=False)
@@ -94,7 +196,66 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     out.print(
         f"registered [bold]{DEMO_NAME}[/] version {version.version} ({aliases}) "
         f"in {settings.registry_uri}\n"
-        f"load it with mlflow.sklearn.load_model('models:/{DEMO_NAME}@champion')\n"
-        f"list versions with: mlcanary models {DEMO_NAME}\n"
-        f"report: {report}"
+        f"load it with mlflow.sklearn.load_model('models:/{DEMO_NAME}@champion'); "
+        f"training report: {report}"
     )
+
+
+def _replay(client: Any, frame: pd.DataFrame, timeline: Any, label: str, out: Console, *,
+            until: Callable[[], bool] | None = None, limit_seconds: float = 60.0) -> None:
+    """Send ``frame`` in 5-row requests at ``PACE`` rows/s, labels every 100 rows."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    batch = 5
+    start = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task(label, total=len(frame) if until is None else None)
+        for i in range(0, len(frame), batch):
+            client.send(frame.iloc[i:i + batch])
+            progress.update(task, completed=i + batch)
+            if (i // batch) % 20 == 19:
+                client.flush_labels()
+                timeline.poll()
+                if until is not None and until():
+                    break
+                if time.monotonic() - start > limit_seconds:
+                    out.print(f"[yellow]{label}: stopped after {limit_seconds:.0f} s[/]")
+                    break
+            pause = start + (i + batch) / PACE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        client.flush_labels()
+        timeline.poll()
+
+
+def _finished(timeline: Any) -> bool:
+    return timeline.happened("promote") or timeline.happened("rollback")
+
+
+def _train_broken(settings: Settings, err: Console) -> int:
+    """A version trained on recent data whose labels a bad join inverted."""
+    from mlcanary.progress import Steps
+    from mlcanary.train.publish import train_and_register
+    from mlcanary.train.spec import TrainSpec
+
+    frame = make_churn(3000, seed=105, drift=0.6)
+    path = settings.home / "churn-bad-join.csv"
+    frame.assign(churned=1 - frame["churned"]).to_csv(path, index=False)
+    spec = TrainSpec.parse(data=path, target="churned", name=DEMO_NAME, model="logistic",
+                           folds=3, seed=settings.seed)
+    _, version, _ = train_and_register(spec, settings, Steps(err))
+    return version.version
+
+
+def _deploy(settings: Settings, version: int) -> None:
+    from mlcanary.control import actions
+    from mlcanary.control.deployments import DeploymentLog
+    from mlcanary.monitor.store import Store
+    from mlcanary.registry.versions import ModelRegistry
+
+    with Store.from_settings(settings) as store:
+        actions.deploy(ModelRegistry(settings), DeploymentLog(store), DEMO_NAME,
+                       challenger=version, strategy="canary", steps=[10, 50, 100],
+                       interval_seconds=4, max_failures=2, actor="user")

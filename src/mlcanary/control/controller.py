@@ -6,7 +6,8 @@ within one poll, and write their counts within one flush). Then:
 
 * sample-ratio mismatch -> the rollout is paused (assignment is broken; a person looks);
 * the quality test says the challenger is worse -> rollback at once;
-* a fast, divergence or drift gate fails -> one failure; ``max_failures`` -> rollback;
+* a fast, divergence or drift gate fails (drift: more often on the challenger's traffic
+  than on the champion's) -> one failure; ``max_failures`` -> rollback;
 * every gate with data passes (the fast gate must have data) -> canary: next step, or
   promotion after the last; A/B: promotion when the quality test says better;
 * otherwise (not enough traffic yet) nothing happens and the interval grows.
@@ -111,11 +112,12 @@ class Controller:
         }
         gates.append(fast_gate(counts["champion"], counts["challenger"]))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
-        challenger_signals = [
-            s for s in self.signals.latest(d.model, kind="drift", last=50)
-            if s.variant == "challenger" and s.version == d.challenger and s.end_ts >= since
-        ]
-        gates.append(drift_gate(challenger_signals))
+        recent = [s for s in self.signals.latest(d.model, kind="drift", last=100)
+                  if s.end_ts >= since]
+        gates.append(drift_gate(
+            [s for s in recent if s.variant == "challenger" and s.version == d.challenger],
+            [s for s in recent if s.variant == "champion" and s.version == d.champion],
+        ))
         quality, state = self._quality(d, signature)
         gates.append(quality)
         d = d.evolve(sequential=state.to_dict())

@@ -119,16 +119,32 @@ def divergence_gate(
     return GateResult("divergence", True, "scores agree with the champion's", numbers)
 
 
-def drift_gate(signals: list[Signal]) -> GateResult:
+def drift_gate(signals: list[Signal], champion: list[Signal] | None = None) -> GateResult:
+    """Drift on the challenger's traffic (against its own reference) that the champion's
+    traffic in the same period does not show as often.
+
+    Each version is compared with the data it was trained on. When the world moves, both
+    drift, and a challenger retrained on the new data drifts less: that is no reason to
+    stop it (quality decides). A challenger whose traffic drifts more often than the
+    champion's was trained on data unlike production, and fails.
+    """
     flagged = [s for s in signals if s.flagged]
-    numbers = {"windows": len(signals), "flagged": len(flagged)}
+    ours = [s for s in champion or [] if s.flagged]
+    numbers = {"windows": len(signals), "flagged": len(flagged),
+               "champion_windows": len(champion or []), "champion_flagged": len(ours)}
     if not signals:
         return GateResult("drift", None, "no window of challenger traffic yet", numbers)
-    if flagged:
-        columns = sorted({c for s in flagged for c in s.payload["drifted_columns"]})
-        return GateResult("drift", False, f"dataset drift on challenger traffic ({columns})",
-                          numbers)
-    return GateResult("drift", True, "no drift on challenger traffic", numbers)
+    if not flagged:
+        return GateResult("drift", True, "no drift on challenger traffic", numbers)
+    columns = sorted({c for s in flagged for c in s.payload["drifted_columns"]})
+    if champion and len(ours) / len(champion) >= len(flagged) / len(signals):
+        return GateResult(
+            "drift", True,
+            f"drift on challenger traffic ({columns}) but no more often than on the "
+            f"champion's ({len(ours)} of {len(champion)} windows): the data moved, not the model",
+            numbers,
+        )
+    return GateResult("drift", False, f"dataset drift on challenger traffic ({columns})", numbers)
 
 
 def _scores(frame: pd.DataFrame, signature: Signature) -> np.ndarray:

@@ -5,6 +5,7 @@ A ``[retrain.NAME]`` table in the policy file says how model NAME is retrained:
     [retrain.churn]
     data = "churn.csv"        # the data source (CSV, TSV or Parquet; relative to this file)
     target = "churned"
+    source_rows = 10000       # the last rows of the source (it is in time order); default all
     log = "fired"             # labelled log rows: "fired" (since the first window the rule
                               # fired on), "all", or "none"
     max_log_rows = 100000     # the most recent labelled rows taken from the log
@@ -29,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,7 @@ class RetrainPlan:
     target: str
     log: LogWindow = "fired"
     max_log_rows: int = 100_000
+    source_rows: int | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     rollout: Mapping[str, Any] = field(default_factory=lambda: {"strategy": "canary"})
 
@@ -98,7 +100,7 @@ def load_plans(document: Mapping[str, Any], where: str, base: Path) -> dict[str,
 def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
     if not isinstance(table, Mapping):
         raise InvalidInput(f"{where}: expected a table")
-    known = {"data", "target", "log", "max_log_rows", "train", "rollout"}
+    known = {"data", "target", "source_rows", "log", "max_log_rows", "train", "rollout"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
@@ -108,9 +110,10 @@ def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
     window = table.get("log", "fired")
     if window not in ("fired", "all", "none"):
         raise InvalidInput(f"{where}: 'log' expected 'fired', 'all' or 'none', got {window!r}")
-    rows = table.get("max_log_rows", 100_000)
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-        raise InvalidInput(f"{where}: 'max_log_rows' expected a whole number >= 0, got {rows!r}")
+    for name in ("max_log_rows", "source_rows"):
+        rows = table.get(name, 0)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise InvalidInput(f"{where}: '{name}' expected a whole number >= 0, got {rows!r}")
     train = table.get("train", {})
     rollout = table.get("rollout", {"strategy": "canary"})
     for name, options, allowed in (("train", train, _TRAIN_OPTIONS),
@@ -124,7 +127,8 @@ def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
             )
     data = Path(table["data"])
     return RetrainPlan(model, data if data.is_absolute() else base / data, table["target"],
-                       window, rows, dict(train), dict(rollout))
+                       window, table.get("max_log_rows", 100_000), table.get("source_rows"),
+                       dict(train), dict(rollout))
 
 
 def retrain(
@@ -133,8 +137,13 @@ def retrain(
     trigger: Trigger,
     *,
     steps: Any = None,
+    registered: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Train on source + labelled log, register as challenger, start the rollout."""
+    """Train on source + labelled log, register as challenger, start the rollout.
+
+    ``registered`` hears of the new version before its rollout starts (the audit trail
+    then reads in the order things happened).
+    """
     from mlcanary.control import actions
     from mlcanary.progress import Steps
     from mlcanary.train.data import read_table
@@ -148,6 +157,8 @@ def retrain(
         raise InvalidInput(
             f"retrain '{plan.model}': target '{plan.target}' is not a column of '{plan.data}'"
         )
+    if plan.source_rows is not None:
+        source = source.iloc[len(source) - min(plan.source_rows, len(source)):]
     signature = (
         Signature.from_dict(registry.bundle(plan.model, champion, "signature.json"))
         if champion is not None else None
@@ -181,6 +192,8 @@ def retrain(
                 "mlcanary.trigger": trigger.actor}
         _, version, report = train_and_register(spec, settings, steps or Steps(None), tags)
         rollout = None
+        if registered is not None:
+            registered(Outcome(version.version, lineage, None, report))
         if champion is not None:
             options = {**plan.rollout}
             deployment = actions.deploy(registry, DeploymentLog(store), plan.model,
@@ -318,21 +331,27 @@ def run_and_record(
     steps: Any = None,
 ) -> Outcome | None:
     """``retrain`` with its outcome in the audit trail; None (and an event) on failure."""
+    made: list[Outcome] = []
+
+    def registered(outcome: Outcome) -> None:
+        made.append(outcome)
+        events.record(Event(
+            plan.model, "retrain", trigger.actor, trigger.cause, None,
+            {"status": "registered", "version": outcome.version, "lineage": outcome.lineage,
+             "report": str(outcome.report)},
+        ))
+
     try:
-        outcome = retrain(plan, settings, trigger, steps=steps)
-    except MlcanaryError as exc:
-        _record_failure(events, plan.model, trigger, str(exc))
-        return None
+        return retrain(plan, settings, trigger, steps=steps, registered=registered)
     except Exception as exc:  # a retrain must never take the watch loop down
-        log.exception("retrain of %s failed", plan.model)
-        _record_failure(events, plan.model, trigger, f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, MlcanaryError):
+            log.exception("retrain of %s failed", plan.model)
+        reason = str(exc) if isinstance(exc, MlcanaryError) else f"{type(exc).__name__}: {exc}"
+        if made:
+            reason = (f"version {made[0].version} was registered but its rollout did not "
+                      f"start: {reason}")
+        _record_failure(events, plan.model, trigger, reason)
         return None
-    events.record(Event(
-        plan.model, "retrain", trigger.actor, trigger.cause, None,
-        {"status": "registered", "version": outcome.version, "lineage": outcome.lineage,
-         "rollout": outcome.rollout, "report": str(outcome.report)},
-    ))
-    return outcome
 
 
 def _record_failure(events: DeploymentLog, model: str, trigger: Trigger, reason: str) -> None:
