@@ -26,6 +26,7 @@ from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
 from tests.conftest import cli_runner
+from tests.control.faults import Faulty
 from tests.serve.conftest import running_server
 from tests.serve.test_swap import request_body
 
@@ -38,19 +39,26 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v1 champion, v2 trained on inverted labels (a broken challenger), v3 like v1."""
+    """v1 champion, v2 trained on inverted labels (a broken challenger), v3 like v1;
+    v4 like v1 but failing 20% of its calls, v5 like v1 but 25 ms slower per call."""
     root = tmp_path_factory.mktemp("rollout")
     home = root / "home"
     frame = make_churn(2000, seed=31)
     settings = Settings(home=home)
     registry = ModelRegistry(settings)
+    faults = {4: {"error_rate": 0.2}, 5: {"delay_s": 0.025}}
     for version, labels in ((1, frame["churned"]), (2, 1 - frame["churned"]),
-                            (3, frame["churned"])):
+                            (3, frame["churned"]), (4, frame["churned"]),
+                            (5, frame["churned"])):
         path = root / f"v{version}.csv"
         frame.assign(churned=labels).to_csv(path, index=False)
         spec = TrainSpec.parse(data=path, target="churned", name="churn", model="logistic",
                                folds=3)
-        publish(train(spec, settings), registry, "<html></html>")
+        result = train(spec, settings)
+        if version in faults:
+            frozen = result.pipeline.estimator
+            frozen.estimator = Faulty(frozen.estimator, **faults[version])
+        publish(result, registry, "<html></html>")
     return home
 
 
@@ -155,6 +163,35 @@ def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) 
     registry = ModelRegistry(Settings(home=home))
     assert registry.alias_version("churn", "champion") == 1
     assert registry.alias_version("churn", "challenger") is None
+
+
+@pytest.mark.parametrize(("version", "gate", "reason"), [
+    (4, "fast", "error rate"),
+    (5, "fast", "p99"),
+])
+def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
+    home: Path, version: int, gate: str, reason: str
+) -> None:
+    with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        started = cli_runner(home)("deploy", "churn", "--challenger", str(version), "--steps",
+                                   "50,100", "--interval", "3s", "--max-failures", "2")
+        assert started.code == 0, started.stderr
+        rolled_back = wait_for_status(home, "rolled_back")
+        time.sleep(2.5)  # servers follow within one poll
+        after = len(load.answers)
+        time.sleep(2.0)
+    assert rolled_back.champion == 1
+    trail = events(home)
+    checks = [e for e in trail if e["kind"] in ("check_failed", "rollback")]
+    assert [e["kind"] for e in checks] == ["check_failed", "rollback"]  # max_failures = 2
+    for event in checks:
+        (failed,) = [g for g in event["cause"]["gates"] if g["gate"] == gate]  # type: ignore[index]
+        assert failed["passed"] is False and reason in failed["reason"], failed
+    # The champion never failed a request; after the rollback nothing fails at all.
+    champion = [status for status, variant, _ in load.answers if variant == "champion"]
+    assert set(champion) == {200}
+    assert {status for status, _, _ in load.answers[after:]} == {200}
+    assert {version for _, _, version in load.answers[after:]} == {"1"}
 
 
 def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> None:
