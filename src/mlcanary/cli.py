@@ -468,11 +468,19 @@ def events(
     name: str = typer.Argument(..., help="Model whose audit trail to show."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
     last: int = typer.Option(50, "--last", min=1),
+    at: str | None = typer.Option(
+        None, "--at", help="Say which versions served at this time (ISO 8601, UTC unless "
+        "it has a zone; or epoch seconds) instead of listing events."
+    ),
 ) -> None:
     """Every action on the model's rollouts: time, actor, cause and state before/after."""
     from rich.table import Table
 
-    _, log, store = _rollouts()
+    registry, log, store = _rollouts()
+    if at is not None:
+        with store:
+            _serving_at(registry, log, name, _when(at), as_json)
+        return
     with store:
         found = log.events(name, last=last)
     if as_json:
@@ -495,6 +503,46 @@ def events(
             why,
         )
     out.print(table)
+
+
+def _when(text: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"--at: expected a time like 2026-11-28T18:30:00 (UTC unless it has a zone) or "
+            f"epoch seconds, got {text!r}"
+        ) from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def _serving_at(registry: Any, log: Any, name: str, ts: float, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from mlcanary.control.history import serving_at
+
+    known = registry.versions(name)  # NotFound for an unknown model
+    champion = registry.alias_version(name, "champion") if known else None
+    serving = serving_at(log.events(name, last=100_000), ts, champion)
+    when = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    if as_json:
+        out.print_json(json.dumps(None if serving is None else serving.as_dict()))
+        return
+    if serving is None:
+        out.print(f"{name} at {when}: no champion on record")
+        return
+    split = ", ".join(f"version {v} {share:g}%" for v, share in serving.versions.items())
+    source = ("before any rollout on record" if serving.event is None else
+              f"since event {serving.event.id} ({serving.event.kind} by {serving.event.actor} "
+              f"at {datetime.fromtimestamp(serving.event.ts, UTC).isoformat(timespec='seconds')})")
+    shadow = f"; version {serving.shadow} answered shadow copies" if serving.shadow else ""
+    out.print(f"{name} at {when}: {split}{shadow} ({source})")
 
 
 @app.command()

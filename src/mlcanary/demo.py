@@ -231,7 +231,7 @@ def _replay(client: Any, frame: pd.DataFrame, timeline: Any, label: str, out: Co
 
 
 def _finished(timeline: Any) -> bool:
-    return timeline.happened("promote") or timeline.happened("rollback")
+    return bool(timeline.happened("promote") or timeline.happened("rollback"))
 
 
 def _train_broken(settings: Settings, err: Console) -> int:

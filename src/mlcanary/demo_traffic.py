@@ -77,7 +77,7 @@ def server(settings: Settings, name: str, env: dict[str, str], log_path: Path,
 def _ready(url: str, name: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
@@ -128,10 +128,10 @@ class Client:
 def _tensor(column: pd.Series) -> dict[str, Any]:
     n = len(column)
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        data = [None if pd.isna(v) else float(v) for v in column]
-        return {"name": column.name, "datatype": "FP64", "shape": [n], "data": data}
-    data = [None if pd.isna(v) else str(v) for v in column]
-    return {"name": column.name, "datatype": "BYTES", "shape": [n], "data": data}
+        numbers = [None if pd.isna(v) else float(v) for v in column]
+        return {"name": column.name, "datatype": "FP64", "shape": [n], "data": numbers}
+    texts = [None if pd.isna(v) else str(v) for v in column]
+    return {"name": column.name, "datatype": "BYTES", "shape": [n], "data": texts}
 
 
 class Timeline:

@@ -109,7 +109,7 @@ def same(a: pd.Series, b: pd.Series) -> np.ndarray:
     y = pd.to_numeric(b, errors="coerce").to_numpy(dtype=float)
     numeric = ~np.isnan(x) & ~np.isnan(y)
     text = a.astype(str).to_numpy() == b.astype(str).to_numpy()
-    return np.where(numeric, x == y, text)
+    return np.asarray(np.where(numeric, x == y, text), dtype=bool)
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
