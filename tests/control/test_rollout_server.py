@@ -79,12 +79,15 @@ class Traffic:
     rows: pd.DataFrame
     answers: list[tuple[int, str, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    heavy_key: str | None = None
+    """The first client sends every request under this one key (a heavy hitter)."""
 
-    def run(self) -> None:
+    def run(self, client: int = 0) -> None:
         i = 0
         while not self.stop.is_set():
             row = self.rows.iloc[[i % len(self.rows)]]
-            self.answers.append(send(self.url, row, key=uuid.uuid4().hex))
+            key = self.heavy_key if client == 0 and self.heavy_key else uuid.uuid4().hex
+            self.answers.append(send(self.url, row, key=key))
             i += 1
 
 
@@ -107,10 +110,11 @@ def send(url: str, rows: pd.DataFrame, key: str,
 
 
 @contextlib.contextmanager
-def traffic(url: str, clients: int = 3) -> Iterator[Traffic]:
+def traffic(url: str, clients: int = 3, heavy_key: str | None = None) -> Iterator[Traffic]:
     rows = make_churn(6000, seed=32).drop(columns="churned")  # windows like the reference
-    load = Traffic(url, rows)
-    threads = [threading.Thread(target=load.run, daemon=True) for _ in range(clients)]
+    load = Traffic(url, rows, heavy_key=heavy_key)
+    threads = [threading.Thread(target=load.run, args=(i,), daemon=True)
+               for i in range(clients)]
     for thread in threads:
         thread.start()
     try:
@@ -192,6 +196,29 @@ def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
     assert set(champion) == {200}
     assert {status for status, _, _ in load.answers[after:]} == {200}
     assert {version for _, _, version in load.answers[after:]} == {"1"}
+
+
+def test_a_heavy_hitter_key_skews_the_split_and_the_rollout_pauses_unpromoted(
+    home: Path,
+) -> None:
+    """One client in three sends every request under one key: sticky assignment sends all
+    of it to one variant, the observed split departs from 50/50, and SRM stops the test."""
+    with running_server(home, ["churn"], **ENV) as server, traffic(
+        server.url, heavy_key="bot-1"
+    ) as load:
+        started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
+                                   "--weights", "50,50", "--interval", "3s")
+        assert started.code == 0, started.stderr
+        paused = wait_for_status(home, "paused")
+    assert {status for status, _, _ in load.answers} == {200}
+    (pause,) = [e for e in events(home) if e["kind"] == "pause"]
+    (srm,) = pause["cause"]["gates"]  # type: ignore[index]
+    assert srm["gate"] == "srm" and srm["passed"] is False and srm["p_value"] < 0.001
+    observed = srm["observed"]
+    assert abs(observed["champion"] - observed["challenger"]) > 0.2 * sum(observed.values())
+    assert paused.champion == 1
+    assert ModelRegistry(Settings(home=home)).alias_version("churn", "champion") == 1
+    assert not [e for e in events(home) if e["kind"] == "promote"]
 
 
 def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> None:
