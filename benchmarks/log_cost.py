@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="training rows")
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--on-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for the monitoring-on server (e.g. "
+                        "MLCANARY_MONITOR=false to measure the log alone)")
     args = parser.parse_args()
     began = time.perf_counter()
     info = machine()
@@ -51,7 +54,8 @@ def main() -> None:
         logs.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
         base = {**env, "MLCANARY_ACCESS_LOG": "false"}
-        settings = {"mlcanary": base,
+        extra = dict(item.split("=", 1) for item in args.on_env)
+        settings = {"mlcanary": {**base, **extra},
                     "mlcanary-nolog": {**base, "MLCANARY_LOG_SAMPLE_RATE": "0",
                                        "MLCANARY_MONITOR": "false"}}
         try:

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     window_min_rows: int = Field(default=200, ge=10)
     """The fewest rows a time-closed window is judged on; fewer wait for more."""
 
+    monitor_max_windows: int = Field(default=10, ge=1)
+    """Windows analysed per model, variant and version each tick. When more are waiting
+    (traffic beyond what the monitor can read and test), the most recent are analysed and
+    the older requests skipped, counted in the next signal: monitoring costs a bounded
+    share of the machine however heavy the traffic."""
+
     admin_token: str | None = None
     """Bearer token of the ``/admin`` API (rollouts over HTTP); without it there is none."""
 

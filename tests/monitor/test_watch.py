@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,23 @@ def test_a_slow_model_gets_time_windows_but_never_tiny_ones(served: Served) -> N
         assert signal.rows == 150 and signal.kind == "drift"
         log_requests(store, served, fresh(50, seed=22), T0 + 800)
         assert monitor.tick(now=T0 + 5000) == []  # 50 rows stay pending however long
+
+
+def test_more_windows_than_a_tick_allows_skips_the_oldest_and_says_how_many(
+    served: Served,
+) -> None:
+    plan = replace(PLAN, max_windows=2, seconds=None)
+    with Store(served.url) as store:
+        log_requests(store, served, fresh(3000, seed=41), T0)  # 6 windows of 50 requests
+        monitor = Monitor(store, served.registry, ["churn"], plan=plan)
+        first = [s for s in monitor.tick(now=T0 + 100) if s.kind == "drift"]
+        assert [s.rows for s in first] == [500, 500]
+        assert first[0].payload["skipped_requests"] == 200  # the 4 oldest windows' requests
+        assert "skipped_requests" not in first[1].payload
+        assert first[-1].end_ts == pytest.approx(T0 + 299 * 0.01)  # the latest request
+        log_requests(store, served, fresh(500, seed=42), T0 + 200)
+        (later,) = [s for s in monitor.tick(now=T0 + 300) if s.kind == "drift"]
+        assert later.rows == 500 and "skipped_requests" not in later.payload
 
 
 def test_rows_answered_within_the_settle_time_wait_for_the_next_tick(served: Served) -> None:

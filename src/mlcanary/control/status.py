@@ -77,6 +77,7 @@ def _window(signal: Signal) -> dict[str, Any]:
         "start": _iso(signal.start_ts),
         "end": _iso(signal.end_ts),
         "rows": signal.rows,
+        "skipped_requests_before": payload.get("skipped_requests", 0),
         "dataset_drift": payload["dataset_drift"],
         "drift_share": payload["drift_share"],
         "drifted_columns": payload["drifted_columns"],

@@ -209,6 +209,33 @@ class Store:
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def groups(
+        self, model: str, *, since: float | None = None, until: float | None = None
+    ) -> dict[tuple[str, int], int]:
+        """Requests of ``model`` in ``[since, until)`` per (variant, version)."""
+        query = select(predictions.c.variant, predictions.c.version, func.count()).where(
+            predictions.c.model == model
+        )
+        if since is not None:
+            query = query.where(predictions.c.ts >= since)
+        if until is not None:
+            query = query.where(predictions.c.ts < until)
+        query = query.group_by(predictions.c.variant, predictions.c.version)
+        with self._read() as conn:
+            return {(str(v), int(n)): int(c) for v, n, c in conn.execute(query)}
+
+    def count_after(
+        self, model: str, variant: str, version: int, after_ts: float, until: float
+    ) -> int:
+        """Requests of one group with ``after_ts < ts < until``."""
+        query = select(func.count()).select_from(predictions).where(
+            predictions.c.model == model, predictions.c.variant == variant,
+            predictions.c.version == version, predictions.c.ts > after_ts,
+            predictions.c.ts < until,
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def purge(self, older_than_seconds: float) -> int:
         """Delete predictions older than this, with their feedback; returns how many."""
         cutoff = time.time() - older_than_seconds

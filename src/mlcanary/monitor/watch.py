@@ -7,6 +7,11 @@ a restarted monitor resumes where the store says, and two monitors on one store 
 record a window twice (the ``signals`` table refuses the duplicate). Every window is
 compared with the reference of the version that served it.
 
+Each group reads at most ``max_windows`` windows' worth of requests a tick. Under traffic
+heavier than the monitor can test, the most recent windows are analysed and the older
+requests skipped (their count goes into the next signal, ``skipped_requests``, and the
+log), so that monitoring takes a bounded share of the machine, whatever the load.
+
 Performance is computed on the group's most recent labelled rows whenever their labels
 changed since the last performance signal (a digest of ids and labels says so).
 """
@@ -50,6 +55,8 @@ class WindowPlan:
     settle_seconds: float = 3.0
     performance_rows: int = 2000
     performance_min_rows: int = 100
+    max_windows: int | None = 10
+    """Windows analysed per group and tick; None: all of them."""
 
 
 @dataclass(frozen=True)
@@ -103,13 +110,25 @@ class Monitor:
 
     def _model(self, name: str, now: float) -> list[Signal]:
         until = now - self.plan.settle_seconds
-        frame = self.store.read_window(name, since=self._floor.get(name), until=until)
+        floor = self._floor.get(name)
         out: list[Signal] = []
         floors = [until]
-        for key, group in frame.groupby([VARIANT_COLUMN, VERSION_COLUMN], sort=False):
-            variant, version = _group(key)
+        for (variant, version), _ in self.store.groups(name, since=floor, until=until).items():
             cursor = self.signals.cursor(name, variant, version, "drift")
+            since = floor if floor is not None and floor > cursor[0] else None
+            if since is None and cursor[0] > float("-inf"):
+                since = cursor[0]
+            budget = None if self.plan.max_windows is None else (
+                self.plan.max_windows * self.plan.rows
+            )
+            group = self.store.read_window(name, variant=variant, version=version,
+                                           since=since, until=until, limit=budget)
             fresh = after(group, cursor)
+            skipped = 0
+            if budget is not None and len(group) and group[ID_COLUMN].nunique() >= budget:
+                # A full tail: older requests may be waiting beyond it, too many to test.
+                first = float(fresh["__ts__"].iloc[0]) if len(fresh) else until
+                skipped = self.store.count_after(name, variant, version, cursor[0], first)
             windows = cut(
                 fresh,
                 rows=self.plan.rows,
@@ -120,11 +139,22 @@ class Monitor:
             consumed = sum(w.rows for w in windows)
             if consumed < len(fresh):
                 floors.append(float(fresh["__ts__"].iloc[consumed]))
+            if self.plan.max_windows is not None and len(windows) > self.plan.max_windows:
+                dropped = windows[: -self.plan.max_windows]
+                skipped += sum(int(w.frame[ID_COLUMN].nunique()) for w in dropped)
+                windows = windows[-self.plan.max_windows:]
             if not windows:
                 continue
+            if skipped:
+                log.warning("monitor: %s v%s (%s): %d requests skipped (more traffic than "
+                            "%d windows a tick); analysing the latest", name, version,
+                            variant, skipped, self.plan.max_windows)
             facts = self.facts(name, version)
-            for window in windows:
+            for k, window in enumerate(windows):
                 report = analyse(facts.reference, window.frame, self.drift, seed=self.seed)
+                payload = report.as_dict()
+                if k == 0 and skipped:
+                    payload["skipped_requests"] = skipped
                 signal = Signal(
                     model=name,
                     variant=variant,
@@ -135,7 +165,7 @@ class Monitor:
                     last_id=window.last_id,
                     rows=window.rows,
                     flagged=report.dataset_drift,
-                    payload=report.as_dict(),
+                    payload=payload,
                 )
                 if self.signals.add(signal):
                     out.append(signal)
@@ -248,6 +278,7 @@ def monitor_from_settings(
         # Every replica has flushed what it answered this long ago (one interval, plus a
         # second interval for a flush already under way, plus a margin).
         settle_seconds=2 * settings.log_flush_seconds + 1.0,
+        max_windows=settings.monitor_max_windows,
     )
     return Monitor(
         store,
