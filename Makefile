@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck browser bench clean
+.PHONY: demo test lint typecheck browser wrk bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,19 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed and not root: browser tests will skip (fail under CI=true)"; fi; }
 
-bench: $(STAMP)
+# The serving benchmarks drive the servers with Debian's wrk.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk not installed and not root: install it (apt-get install wrk)"; exit 1; fi; }
+
+bench: $(STAMP) wrk
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/log_cost.py
+	$(BIN)/python benchmarks/runtime.py
+	$(BIN)/python benchmarks/drift.py
 
 clean:
 	rm -rf $(VENV) .mlcanary .pytest_cache .mypy_cache .ruff_cache
