@@ -114,7 +114,7 @@ def test_a_good_canary_steps_through_every_weight_and_is_promoted(rig: Rig) -> N
     ("broken", "gate", "reason"),
     [
         ({"errors": 0.2}, "fast", "error rate"),
-        ({"slow": 5.0}, "fast", "p99 latency"),
+        ({"slow": 5.0}, "fast", "latency"),
         ({"invert": True}, "divergence", "diverge"),
     ],
 )

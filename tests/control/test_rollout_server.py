@@ -162,8 +162,8 @@ def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) 
     assert kinds[0] == ("deploy", "user") and kinds[-1] == ("rollback", "policy:rollout")
     assert sum(kind == "check_failed" for kind, _ in kinds) <= 1  # max_failures = 2
     gates = events(home)[-1]["cause"]["gates"]  # type: ignore[index]
-    failed = [g for g in gates if g["passed"] is False]
-    assert failed and failed[0]["gate"] == "divergence" and failed[0]["psi"] >= 0.25
+    (divergence,) = [g for g in gates if g["gate"] == "divergence"]
+    assert divergence["passed"] is False and divergence["psi"] >= 0.25
     registry = ModelRegistry(Settings(home=home))
     assert registry.alias_version("churn", "champion") == 1
     assert registry.alias_version("churn", "challenger") is None
@@ -171,7 +171,7 @@ def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) 
 
 @pytest.mark.parametrize(("version", "gate", "reason"), [
     (4, "fast", "error rate"),
-    (5, "fast", "p99"),
+    (5, "fast", "latency"),
 ])
 def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
     home: Path, version: int, gate: str, reason: str

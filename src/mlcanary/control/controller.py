@@ -27,7 +27,14 @@ import pandas as pd
 
 from mlcanary.control import actions
 from mlcanary.control.deployments import Conflict, Deployment, DeploymentLog, Event
-from mlcanary.control.gates import GateResult, divergence_gate, drift_gate, fast_gate, srm_gate
+from mlcanary.control.gates import (
+    MIN_REQUESTS,
+    GateResult,
+    divergence_gate,
+    drift_gate,
+    fast_gate,
+    srm_gate,
+)
 from mlcanary.control.sequential import (
     SequentialState,
     Summary,
@@ -110,7 +117,12 @@ class Controller:
             )
             for variant, version in d.versions().items()
         }
-        gates.append(fast_gate(counts["champion"], counts["challenger"]))
+        champion = counts["champion"]
+        if champion.requests < MIN_REQUESTS:  # e.g. at 100%: its traffic since the start
+            champion = self.traffic.totals(d.model, d.started, until).get(
+                ("champion", d.champion), Counts()
+            )
+        gates.append(fast_gate(champion, counts["challenger"]))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
         recent = [s for s in self.signals.latest(d.model, kind="drift", last=100)
                   if s.end_ts >= since]

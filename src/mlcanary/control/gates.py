@@ -2,11 +2,14 @@
 
 1. Sample-ratio mismatch: observed requests per variant against the intended split.
    A mismatch stops the analysis (broken assignment says nothing about the model).
-2. Fast gate: the challenger's server-error rate and p99 latency against the champion's
-   on the same interval, and against absolute limits; the challenger's score distribution
+2. Fast gate: the challenger's server-error rate and tail latency (p99 from 1,000
+   requests, a lower quantile from fewer) against the champion's on the same interval
+   (since the start when the interval gave the champion too little), and against
+   absolute limits; the challenger's score distribution
    against the champion's on the same traffic (an inverted or broken model shows here
    long before labels arrive).
-3. Drift: the monitor's dataset-drift signals on the challenger's traffic.
+3. Drift: the monitor's dataset-drift signals on the challenger's traffic, held against
+   it when they come more often than on the champion's.
 4. Quality, once labels exist: the sequential test (``sequential.update``), valid however
    often it looks.
 
@@ -69,18 +72,37 @@ def srm_gate(counts: dict[str, Counts], weights: dict[str, float]) -> GateResult
     return GateResult("srm", True, "split as intended", numbers)
 
 
+def tail_quantile(n: int) -> float:
+    """The latency quantile a check of ``n`` requests can estimate: p99 from 1,000
+    requests, lower below that, so that at least 10 requests lie above it (the p99 of 50
+    requests would be their single slowest one, i.e. noise).
+
+    >>> tail_quantile(50), tail_quantile(200), tail_quantile(5000)
+    (0.8, 0.95, 0.99)
+    """
+    return round(min(0.99, max(0.5, 1 - 10 / max(n, 1))), 4)
+
+
 def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
+    """Errors and tail latency of the challenger against the champion's.
+
+    ``champion`` is its traffic in the same interval, or (when the interval gave it too
+    little, as at 100%) since the rollout started. Without a comparable champion the
+    absolute error limit alone judges.
+    """
+    compared = champion.requests >= MIN_REQUESTS
+    q = tail_quantile(min(champion.requests, challenger.requests) if compared
+                      else challenger.requests)
     numbers = {
         "requests": {"champion": champion.requests, "challenger": challenger.requests},
         "error_rate": {"champion": champion.error_rate, "challenger": challenger.error_rate},
-        "p99_ms": {"champion": champion.quantile_ms(0.99),
-                   "challenger": challenger.quantile_ms(0.99)},
+        "latency_quantile": q,
+        "latency_ms": {"champion": champion.quantile_ms(q),
+                       "challenger": challenger.quantile_ms(q)},
     }
     if challenger.requests < MIN_REQUESTS:
         return GateResult("fast", None, f"fewer than {MIN_REQUESTS} challenger requests",
                           numbers)
-    # At 100% the champion gets no traffic: the absolute limit alone judges errors.
-    compared = champion.requests >= MIN_REQUESTS
     reasons = []
     if challenger.error_rate > MAX_ERROR_RATE or (
         compared and challenger.error_rate > champion.error_rate + ERROR_MARGIN
@@ -88,12 +110,9 @@ def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
         reasons.append(
             f"error rate {challenger.error_rate:.1%} vs champion {champion.error_rate:.1%}"
         )
-    p99_a, p99_b = champion.quantile_ms(0.99), challenger.quantile_ms(0.99)
-    if (
-        compared and p99_a is not None and p99_b is not None
-        and p99_b > LATENCY_RATIO * p99_a + LATENCY_SLACK_MS
-    ):
-        reasons.append(f"p99 latency {p99_b:g} ms vs champion {p99_a:g} ms")
+    a, b = champion.quantile_ms(q), challenger.quantile_ms(q)
+    if compared and a is not None and b is not None and b > LATENCY_RATIO * a + LATENCY_SLACK_MS:
+        reasons.append(f"p{q * 100:g} latency {b:g} ms vs champion {a:g} ms")
     if reasons:
         return GateResult("fast", False, "; ".join(reasons), numbers)
     return GateResult("fast", True, "errors and latency within limits", numbers)
