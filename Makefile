@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlcanary demo
 
+# Two workers: most of the suite waits on real servers and rollout intervals. A module's
+# tests stay on one worker (they share its trained models).
 test: $(STAMP) browser lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -129,3 +129,40 @@ def test_bad_policy_files_are_refused_by_rule_and_field(
     path.write_text(text)
     with pytest.raises(InvalidInput, match=message):
         load_policies(path)
+
+
+def performance(k: int, ci_high: float, flagged: bool, metric: str = "roc_auc") -> Signal:
+    value = ci_high - 0.02
+    return Signal("churn", "champion", 1, "performance", 100.0 * k, 100.0 * k + 50,
+                  f"p-{k}", 500, flagged,
+                  {"performance": {"metric": metric, "value": value, "ci_low": value - 0.02,
+                                   "ci_high": ci_high, "baseline": 0.85, "n": 500,
+                                   "degraded": flagged}})
+
+
+@pytest.mark.parametrize(("margin", "fires"), [(0.0, True), (0.02, True), (0.1, False)])
+def test_a_degraded_rule_fires_only_beyond_its_margin(
+    tmp_path: Path, margin: float, fires: bool
+) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text('[[policy]]\nname = "decay"\nmodel = "churn"\nwhen = "degraded"\n'
+                    f"at_least = 1\nof_last = 1\nmargin = {margin}\n")
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signals = SignalLog(store)
+        runner = PolicyRunner(load_policies(path), signals, DeploymentLog(store), AlertSink())
+        signals.add(performance(0, ci_high=0.80, flagged=True))  # whole interval <= 0.80
+        events = runner.tick(now=0.0)
+    assert bool(events) is fires
+    if fires:
+        rule = events[0].cause["rule"]
+        assert rule.startswith("degraded by more than 0.02" if margin else "degraded in")
+
+
+def test_margin_is_checked() -> None:
+    from mlcanary.control.policies import _policy
+
+    base = {"name": "a", "model": "m", "when": "degraded"}
+    with pytest.raises(InvalidInput, match="'margin' expected a number >= 0"):
+        _policy({**base, "margin": -1}, "rule 1")
+    with pytest.raises(InvalidInput, match="applies to when = 'degraded' only"):
+        _policy({**base, "when": "drift", "margin": 0.1}, "rule 1")

@@ -83,7 +83,7 @@ class Traffic:
     """The first client sends every request under this one key (a heavy hitter)."""
 
     def run(self, client: int = 0) -> None:
-        i = 0
+        i = client * len(self.rows) // 3  # clients replay different rows: windows stay iid
         while not self.stop.is_set():
             row = self.rows.iloc[[i % len(self.rows)]]
             key = self.heavy_key if client == 0 and self.heavy_key else uuid.uuid4().hex

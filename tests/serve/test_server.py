@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from typing import Any
 
 import numpy as np
@@ -29,13 +32,25 @@ def http(
     headers: dict[str, str] | None = None,
     method: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """One request; the answer is read even when the server answers before taking the whole
+    body (413 on an oversized Content-Length) and the rest of the upload breaks the pipe."""
     headers = {"Content-Type": "application/json", **(headers or {})}
-    request = urllib.request.Request(server.url + path, data=body, headers=headers, method=method)
+    where = urllib.parse.urlsplit(server.url)
+    connection = HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=30)
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        connection.putrequest(method or ("GET" if body is None else "POST"), path)
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        if body is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                connection.send(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def triton_inputs(rows: pd.DataFrame, binary: bool) -> list[triton.InferInput]:

@@ -124,11 +124,14 @@ class Controller:
             )
         gates.append(fast_gate(champion, counts["challenger"]))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
-        recent = [s for s in self.signals.latest(d.model, kind="drift", last=100)
-                  if s.end_ts >= since]
+        rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
+                   if s.end_ts >= d.started]
+        ours = [s for s in rollout if s.variant == "champion" and s.version == d.champion]
         gates.append(drift_gate(
-            [s for s in recent if s.variant == "challenger" and s.version == d.challenger],
-            [s for s in recent if s.variant == "champion" and s.version == d.champion],
+            [s for s in rollout if s.variant == "challenger" and s.version == d.challenger
+             and s.end_ts >= since],
+            # the champion's windows of this interval; at 100% (none) those of the rollout
+            [s for s in ours if s.end_ts >= since] or ours,
         ))
         quality, state = self._quality(d, signature)
         gates.append(quality)

@@ -14,7 +14,8 @@ A policy file (TOML; ``MLCANARY_POLICY_FILE``) lists rules per model:
     [[policy]]
     name = "decaying"
     model = "churn"
-    when = "degraded"       # performance worse than the CV baseline, whole 95% interval
+    when = "degraded"       # performance worse than the CV baseline, whole 95% interval ...
+    margin = 0.02           # ... by at least this much (metric units; default 0)
     at_least = 1
     of_last = 1
 
@@ -48,6 +49,7 @@ from mlcanary.control.deployments import DeploymentLog, Event
 from mlcanary.control.retrain import RetrainPlan, RetrainWorker, Trigger, load_plans
 from mlcanary.errors import InvalidInput
 from mlcanary.monitor.signals import Kind, Signal, SignalLog
+from mlcanary.train.metrics import LOWER_IS_BETTER
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class Policy:
     of_last: int = 5
     actions: tuple[Action, ...] = ("alert",)
     cooldown_seconds: float = 3600.0
+    margin: float = 0.0
+    """``degraded``: the whole 95% interval must lie beyond the baseline by this much (in
+    the metric's units); 0 keeps the monitor's own verdict."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,8 @@ def load_policy_file(path: Path) -> tuple[list[Policy], dict[str, RetrainPlan]]:
 
 
 def _policy(rule: Mapping[str, Any], where: str) -> Policy:
-    known = {"name", "model", "when", "at_least", "of_last", "actions", "cooldown_seconds"}
+    known = {"name", "model", "when", "at_least", "of_last", "actions", "cooldown_seconds",
+             "margin"}
     unknown = sorted(set(rule) - known)
     if unknown:
         raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
@@ -134,8 +140,13 @@ def _policy(rule: Mapping[str, Any], where: str) -> Policy:
     cooldown = rule.get("cooldown_seconds", 3600.0)
     if not isinstance(cooldown, int | float) or cooldown < 0:
         raise InvalidInput(f"{where}: 'cooldown_seconds' expected a number >= 0, got {cooldown!r}")
+    margin = rule.get("margin", 0.0)
+    if not isinstance(margin, int | float) or isinstance(margin, bool) or margin < 0:
+        raise InvalidInput(f"{where}: 'margin' expected a number >= 0, got {margin!r}")
+    if margin and rule["when"] != "degraded":
+        raise InvalidInput(f"{where}: 'margin' applies to when = 'degraded' only")
     return Policy(rule["name"], rule["model"], rule["when"], at_least, of_last,
-                  actions, float(cooldown))
+                  actions, float(cooldown), float(margin))
 
 
 def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:
@@ -143,8 +154,21 @@ def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:
     kind = "drift" if policy.when == "drift" else "performance"
     recent = [s for s in signals if s.kind == kind and s.variant == "champion"]
     recent = recent[-policy.of_last:]
-    flagged = [s for s in recent if s.flagged]
+    flagged = [s for s in recent if counts(policy, s)]
     return recent if len(flagged) >= policy.at_least else None
+
+
+def counts(policy: Policy, signal: Signal) -> bool:
+    """Whether the signal is one the rule counts (flagged, and beyond the margin)."""
+    if policy.when == "drift" or not policy.margin:
+        return signal.flagged
+    p = signal.payload.get("performance", {})
+    low, high, baseline = p.get("ci_low"), p.get("ci_high"), p.get("baseline")
+    if low is None or high is None or baseline is None:
+        return False
+    if p.get("metric") in LOWER_IS_BETTER:
+        return bool(low > baseline + policy.margin)
+    return bool(high < baseline - policy.margin)
 
 
 class PolicyRunner:
@@ -176,9 +200,12 @@ class PolicyRunner:
             self._last[policy.name] = now
             cause = {
                 "policy": policy.name,
-                "rule": f"{policy.when} in {policy.at_least} of the last {policy.of_last} windows",
+                "rule": f"{policy.when}"
+                        + (f" by more than {policy.margin:g}" if policy.margin else "")
+                        + f" in {policy.at_least} of the last {policy.of_last} windows",
                 "signals": [
                     {"id": s.id, "version": s.version, "end": s.end_ts, "flagged": s.flagged,
+                     "counted": counts(policy, s),
                      **({"drift_share": s.payload.get("drift_share"),
                          "drifted_columns": s.payload.get("drifted_columns")}
                         if s.kind == "drift" else s.payload.get("performance", {}))}
@@ -194,7 +221,7 @@ class PolicyRunner:
                 self.events.record(event)
                 out.append(event)
             if "retrain" in policy.actions:
-                since = min(s.start_ts for s in basis if s.flagged)
+                since = min(s.start_ts for s in basis if counts(policy, s))
                 if self.retrainer is None:
                     event = Event(policy.model, "retrain_failed", actor,
                                   {**cause, "reason": "no retrain worker in this process"},
