@@ -59,26 +59,13 @@ def shadow_summary(pairs: pd.DataFrame) -> dict[str, Any] | None:
         return None
     n = len(pairs)
     out: dict[str, Any] = {"pairs": n}
-    ours, theirs = pairs[f"champion{PREDICTION_COLUMN}"], pairs[f"challenger{PREDICTION_COLUMN}"]
-    scores = sorted(c.removeprefix(f"champion{SCORE_PREFIX}") for c in pairs.columns
-                    if c.startswith(f"champion{SCORE_PREFIX}"))
-    regression = not scores
-    if regression:
-        difference = pd.to_numeric(theirs) - pd.to_numeric(ours)
-        out["difference_of"] = "predicted value"
-    else:
+    values, out["difference_of"] = differences(pairs)
+    regression = not _classes(pairs)
+    if not regression:
+        ours, theirs = (pairs[f"{v}{PREDICTION_COLUMN}"] for v in ("champion", "challenger"))
         agree = int(same(ours, theirs).sum())
         low, high = wilson(agree, n)
         out["agreement"] = {"rate": agree / n, "ci_low": low, "ci_high": high, "agree": agree}
-        a = pairs[[f"champion{SCORE_PREFIX}{c}" for c in scores]].to_numpy(dtype=float)
-        b = pairs[[f"challenger{SCORE_PREFIX}{c}" for c in scores]].to_numpy(dtype=float)
-        if len(scores) == 2:
-            difference = pd.Series(b[:, 1] - a[:, 1])
-            out["difference_of"] = f"probability of class {scores[1]}"
-        else:
-            difference = pd.Series(0.5 * np.abs(b - a).sum(axis=1))
-            out["difference_of"] = "total variation between class probabilities"
-    values = difference.to_numpy(dtype=float)
     out["difference"] = {
         "mean": float(values.mean()),
         "mean_abs": float(np.abs(values).mean()),
@@ -88,6 +75,25 @@ def shadow_summary(pairs: pd.DataFrame) -> dict[str, Any] | None:
     if labelled.any():
         out["labelled"] = _quality(pairs[labelled], regression)
     return out
+
+
+def differences(pairs: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Challenger minus champion, row by row, and what the difference is of."""
+    classes = _classes(pairs)
+    if not classes:
+        values = (pd.to_numeric(pairs[f"challenger{PREDICTION_COLUMN}"])
+                  - pd.to_numeric(pairs[f"champion{PREDICTION_COLUMN}"]))
+        return values.to_numpy(dtype=float), "predicted value"
+    a, b = (pairs[[f"{v}{SCORE_PREFIX}{c}" for c in classes]].to_numpy(dtype=float)
+            for v in ("champion", "challenger"))
+    if len(classes) == 2:
+        return b[:, 1] - a[:, 1], f"probability of class {classes[1]}"
+    return 0.5 * np.abs(b - a).sum(axis=1), "total variation between class probabilities"
+
+
+def _classes(pairs: pd.DataFrame) -> list[str]:
+    prefix = f"champion{SCORE_PREFIX}"
+    return sorted(c.removeprefix(prefix) for c in pairs.columns if c.startswith(prefix))
 
 
 def _quality(pairs: pd.DataFrame, regression: bool) -> dict[str, Any]:
@@ -130,15 +136,7 @@ def difference_figure(pairs: pd.DataFrame, summary: dict[str, Any]) -> Any:
     """A Plotly histogram of the score differences (challenger minus champion)."""
     import plotly.graph_objects as go
 
-    ours = pairs[[c for c in pairs.columns if c.startswith(f"champion{SCORE_PREFIX}")]]
-    theirs = pairs[[c for c in pairs.columns if c.startswith(f"challenger{SCORE_PREFIX}")]]
-    if ours.shape[1] == 2:
-        values = theirs.iloc[:, 1].to_numpy(float) - ours.iloc[:, 1].to_numpy(float)
-    elif ours.shape[1] > 2:
-        values = 0.5 * np.abs(theirs.to_numpy(float) - ours.to_numpy(float)).sum(axis=1)
-    else:
-        values = (pd.to_numeric(pairs[f"challenger{PREDICTION_COLUMN}"])
-                  - pd.to_numeric(pairs[f"champion{PREDICTION_COLUMN}"])).to_numpy(float)
+    values, _ = differences(pairs)
     figure = go.Figure(go.Histogram(x=values, nbinsx=50, name="challenger - champion"))
     agreement = summary.get("agreement")
     title = f"Shadow: {summary['difference_of']}, challenger minus champion ({len(values):,} rows)"
