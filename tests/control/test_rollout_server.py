@@ -125,7 +125,9 @@ def traffic(url: str, clients: int = 3, heavy_key: str | None = None) -> Iterato
             thread.join(timeout=30)
 
 
-def wait_for_status(home: Path, status: str, timeout: float = 120) -> Deployment:
+def wait_for_status(home: Path, status: str, timeout: float = 240) -> Deployment:
+    """The controller runs in the nice-19 watch process: on a machine busy with other
+    tests its ticks come late, so the wait is generous (it returns as soon as it can)."""
     deadline = time.monotonic() + timeout
     with Store(Settings(home=home).store_uri) as store:
         log = DeploymentLog(store)
@@ -226,12 +228,12 @@ def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> Non
         started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps",
                                    "20,50,100", "--interval", "4s")
         assert started.code == 0, started.stderr
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not any(e["kind"] == "step" for e in events(home)):
             time.sleep(0.5)
         load.stop.set()
     steps_before = [e for e in events(home) if e["kind"] == "step"]
-    assert len(steps_before) >= 1
+    assert len(steps_before) >= 1, [(e["kind"], e["cause"]) for e in events(home)]
     # A new process over the same store resumes where the store says: no step lost or redone.
     with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
         promoted = wait_for_status(home, "promoted")
