@@ -120,9 +120,20 @@ def test_an_unreachable_hook_is_an_event_not_a_crash(tmp_path: Path) -> None:
          "'actions' expected"),
         ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nlevel = 2\n', "unknown fields"),
         ("[[policy]\n", "cannot be read"),
+        # the retrain plans in the same file
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nactions = ["retrain"]\n',
+         r"needs a \[retrain.m\] table"),
+        ('[retrain.m]\ntarget = "y"\n', "'data' is required"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nlog = "some"\n', "'log' expected"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\ntrain = { epochs = 3 }\n',
+         r"'train' has unknown options \['epochs'\]"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nrollout = { speed = 3 }\n',
+         r"'rollout' has unknown options \['speed'\]"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nmax_log_rows = -1\n', "'max_log_rows'"),
+        ('[retrian.m]\ndata = "d.csv"\n', r"unknown tables \['retrian'\]"),
     ],
 )
-def test_bad_policy_files_are_refused_by_rule_and_field(
+def test_bad_policy_files_are_refused_by_rule_table_and_field(
     tmp_path: Path, text: str, message: str
 ) -> None:
     path = tmp_path / "policies.toml"

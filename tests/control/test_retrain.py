@@ -16,7 +16,6 @@ from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import AlertSink, PolicyRunner, load_policy_file
 from mlcanary.control.retrain import RetrainWorker
 from mlcanary.demo import make_churn
-from mlcanary.errors import InvalidInput
 from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
@@ -172,27 +171,3 @@ def test_mlcanary_retrain_runs_the_plan_and_says_what_it_made(
     assert "version 2" in made.stdout and f"{SOURCE_ROWS:,} rows" in made.stdout
     assert "canary" in made.stdout
     assert unknown.code == 2 and "no [retrain.other] table" in unknown.stderr
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nactions = ["retrain"]\n',
-         r"needs a \[retrain.m\] table"),
-        ('[retrain.m]\ntarget = "y"\n', "'data' is required"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nlog = "some"\n', "'log' expected"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\ntrain = { epochs = 3 }\n',
-         r"'train' has unknown options \['epochs'\]"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nrollout = { speed = 3 }\n',
-         r"'rollout' has unknown options \['speed'\]"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nmax_log_rows = -1\n', "'max_log_rows'"),
-        ('[retrian.m]\ndata = "d.csv"\n', r"unknown tables \['retrian'\]"),
-    ],
-)
-def test_bad_retrain_tables_are_refused_by_table_and_field(
-    tmp_path: Path, text: str, message: str
-) -> None:
-    path = tmp_path / "policies.toml"
-    path.write_text(text)
-    with pytest.raises(InvalidInput, match=message):
-        load_policy_file(path)
