@@ -290,11 +290,6 @@ class RetrainWorker:
         self._running: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def busy(self, model: str) -> bool:
-        with self._lock:
-            thread = self._running.get(model)
-            return thread is not None and thread.is_alive()
-
     def submit(self, model: str, trigger: Trigger) -> bool:
         """Start a retrain of ``model``; False (and nothing done) when one is running."""
         plan = self.plans.get(model)
