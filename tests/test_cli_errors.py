@@ -153,3 +153,11 @@ def test_unknown_option_is_a_usage_error(cli: Callable[..., Result], tmp_path: P
     result = cli("train", "x.csv", "--target", "y", "--colour", "red")
     assert result.code == 2
     assert result.stderr.strip().splitlines() == ["error: No such option: --colour"]
+
+
+def test_unknown_watch_part_names_the_choices(cli: Callable[..., Result]) -> None:
+    result = cli("watch", "m", "--part", "everything", "--once")
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        "error: --part: expected one of all, monitor, rollouts; got 'everything'"
+    )

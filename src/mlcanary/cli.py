@@ -235,19 +235,27 @@ def watch(
     names: list[str] = typer.Argument(..., help="Models whose prediction log to watch."),
     once: bool = typer.Option(False, "--once", help="Analyse what is there now, then exit."),
     quiet: bool = typer.Option(False, "--quiet", help="Log signals instead of printing them."),
+    part: str = typer.Option(
+        "all", "--part",
+        help="all, monitor (windows, signals, policies, retrains) or rollouts (the controller).",
+    ),
 ) -> None:
     """Run the monitor and the rollout controller: windows of the prediction log -> drift
     and performance signals; running rollouts -> gates -> step, promote or roll back.
 
-    mlcanary serve runs this in a child process; run it yourself for replicas started
-    with MLCANARY_MONITOR=false that share one store.
+    mlcanary serve runs the two parts in child processes (the monitor at nice 19, the
+    controller at the server's priority); run this yourself for replicas started with
+    MLCANARY_MONITOR=false that share one store.
     """
     import threading
 
     from mlcanary.config import Settings
+    from mlcanary.control.loop import PARTS
     from mlcanary.control.loop import watch as watch_loop
     from mlcanary.registry.versions import ModelRegistry
 
+    if part not in PARTS:
+        raise InvalidInput(f"--part: expected one of {', '.join(PARTS)}; got {part!r}")
     settings = Settings()
     registry = ModelRegistry(settings)
     for name in names:
@@ -270,7 +278,8 @@ def watch(
     if not once and not quiet:
         err.print(f"watching {', '.join(names)} every {settings.monitor_seconds:g} s; Ctrl-C stops")
     try:
-        watch_loop(settings, list(names), stop, once=once, report=None if quiet else show)
+        watch_loop(settings, list(names), stop, once=once, report=None if quiet else show,
+                   part=part)
     except KeyboardInterrupt:
         err.print("stopped")
 

@@ -137,15 +137,15 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
             out.print(Rule("6. drift arrives: a price rise brings shorter tenures, pricier plans"))
             _replay(client, make_churn(60_000, seed=102, drift=0.6), timeline,
                     "drifted traffic", out, until=lambda: timeline.happened("deploy"),
-                    limit_seconds=150)
+                    limit_seconds=240)
             out.print(Rule("7. the retrained challenger goes through the canary"))
             _replay(client, make_churn(60_000, seed=103, drift=0.6), timeline, "canary",
-                    out, until=lambda: _finished(timeline), limit_seconds=120)
+                    out, until=lambda: _finished(timeline), limit_seconds=180)
             out.print(Rule("8. a broken challenger: labels inverted by a bad join"))
             broken = _train_broken(demo, err)
             _deploy(demo, broken)
             _replay(client, make_churn(60_000, seed=104, drift=0.6), timeline, "canary",
-                    out, until=lambda: timeline.happened("rollback"), limit_seconds=90)
+                    out, until=lambda: timeline.happened("rollback"), limit_seconds=150)
             time.sleep(1.0)
             timeline.poll()
         finally:

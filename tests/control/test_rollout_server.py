@@ -126,8 +126,8 @@ def traffic(url: str, clients: int = 3, heavy_key: str | None = None) -> Iterato
 
 
 def wait_for_status(home: Path, status: str, timeout: float = 240) -> Deployment:
-    """The controller runs in the nice-19 watch process: on a machine busy with other
-    tests its ticks come late, so the wait is generous (it returns as soon as it can)."""
+    """On a machine busy with other tests even a normal-priority controller's checks come
+    late, so the wait is generous (it returns as soon as it can)."""
     deadline = time.monotonic() + timeout
     with Store(Settings(home=home).store_uri) as store:
         log = DeploymentLog(store)
@@ -146,8 +146,30 @@ def events(home: Path) -> list[dict[str, object]]:
     return list(json.loads(result.stdout))
 
 
+def niceness(stat: Path) -> tuple[int, int]:
+    """Parent PID and nice value from a ``/proc/PID/stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[16])
+
+
+def watch_children(pid: int) -> dict[str, int]:
+    """The ``mlcanary watch --part P`` children of ``pid``: part -> nice value (Linux)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent, nice = niceness(stat)
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if parent == pid and b"watch" in command:
+                found[command[command.index(b"--part") + 1].decode()] = nice
+    return found
+
+
 def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) -> None:
     with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        if Path("/proc/self/stat").exists():  # the monitor yields the CPU, the controller not
+            _, own = niceness(Path(f"/proc/{server.proc.pid}/stat"))
+            assert watch_children(server.proc.pid) == {"monitor": min(own + 19, 19),
+                                                       "rollouts": own}
         started = cli_runner(home)("deploy", "churn", "--challenger", "2", "--steps", "50,100",
                                    "--interval", "4s", "--max-failures", "2")
         assert started.code == 0, started.stderr

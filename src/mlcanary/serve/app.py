@@ -168,9 +168,10 @@ def create_app(
         if store is not None and tap is not None:
             await asyncio.to_thread(_open_store, store)
             tap.start()
-        watcher = None
+        watchers: list[subprocess.Popen[bytes]] = []
         if store is not None and tap is not None and settings.monitor:
-            watcher = start_watcher(repository.names)
+            watchers = [start_watcher(repository.names, "monitor", nice=19),
+                        start_watcher(repository.names, "rollouts", nice=0)]
         if store is not None:
             tasks.append(
                 loop.create_task(_flush_traffic_forever(store, counter, settings, tap))
@@ -190,8 +191,9 @@ def create_app(
             await asyncio.to_thread(tap.close)
         if store is not None:
             await asyncio.to_thread(_write_traffic, store, counter, tap)
-        if watcher is not None:
+        for watcher in watchers:
             watcher.terminate()
+        for watcher in watchers:
             await asyncio.to_thread(watcher.wait, 30)
         if store is not None:
             store.close()
@@ -512,22 +514,25 @@ def metadata(model: ServedModel) -> dict[str, Any]:
     }
 
 
-def start_watcher(names: list[str]) -> subprocess.Popen[bytes]:
-    """``mlcanary watch`` as a child at nice 19: under load, serving gets the CPU first.
+def start_watcher(names: list[str], part: str, *, nice: int) -> subprocess.Popen[bytes]:
+    """One part of ``mlcanary watch`` as a child process (see ``control.loop``).
 
+    The monitor runs at nice 19, so that under load serving gets the CPU first; the rollout
+    controller at the server's priority, so that a rollback is not late on a busy machine.
     It inherits the environment (so the same settings) and stops with the server; the
     kernel ends it should the server die first (Linux: parent-death signal).
     """
 
     def lower_priority() -> None:
-        os.nice(19)
+        if nice:
+            os.nice(nice)
         with contextlib.suppress(Exception):
             import ctypes
             import signal
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", *names]
+    command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", "--part", part, *names]
     return subprocess.Popen(command, preexec_fn=lower_priority)
 
 
