@@ -12,8 +12,8 @@ from sklearn.datasets import load_diabetes, load_iris
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve.choice import choose
-from mlcanary.serve.compiled import CompiledRuntime, Unsupported
-from mlcanary.serve.onnx import OnnxRuntime
+from mlcanary.serve.compiled import CompiledRuntime, Unsupported, float_column
+from mlcanary.serve.onnx import OnnxRuntime, _float_input
 from mlcanary.serve.runtime import NativeRuntime, Prediction
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
@@ -32,9 +32,17 @@ CASES = {
     "churn-logistic": (lambda: make_churn(1500, seed=3), "churned", "logistic"),
     "iris-lightgbm": (lambda: load_iris(as_frame=True).frame, "target", "lightgbm"),
     "iris-logistic": (lambda: load_iris(as_frame=True).frame, "target", "logistic"),
+    "iris-names-lightgbm": (lambda: named_iris(), "species", "lightgbm"),
     "diabetes-lightgbm": (lambda: load_diabetes(as_frame=True).frame, "target", "lightgbm"),
     "diabetes-ridge": (lambda: load_diabetes(as_frame=True).frame, "target", "logistic"),
 }
+
+
+def named_iris() -> pd.DataFrame:
+    """Iris with the species as text: labels that are strings, not class indices."""
+    iris = load_iris(as_frame=True)
+    names = np.asarray(iris.target_names)[iris.frame["target"]]
+    return iris.frame.drop(columns="target").assign(species=names)
 
 
 FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
@@ -71,6 +79,8 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
             want, got = native.predict(batch), fast.predict(batch)
             np.testing.assert_allclose(scores(got), scores(want), rtol=0, atol=tolerance)
             np.testing.assert_array_equal(got.predicted, want.predicted, err_msg=kind)
+            assert got.predicted.dtype == want.predicted.dtype, kind
+            assert type(got.predicted[0]) is type(want.predicted[0]), kind
 
 
 def test_unsupported_estimators_keep_the_native_runtime(tmp_path: Path) -> None:
@@ -101,3 +111,18 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
     for wanted in ("native", "compiled", "onnx"):
         forced, note = choose(result.pipeline, result.signature, reference, wanted)
         assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
+
+
+def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does() -> None:
+    rows = {
+        "i": pd.array([1, None, 3, 2**20], dtype="Int64"),
+        "f": np.array([0.5, np.nan, 2.0, -1.0]),
+        "b": pd.array([True, None, False, True], dtype="boolean"),
+        "g": pd.array([4, 5, 6, 7], dtype="Int64"),
+    }
+    names = list(rows)
+    got = _float_input(rows, names)
+    want = np.column_stack([float_column(rows[name]) for name in names]).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (4, 4)
+    assert np.isnan(got[1, [0, 1, 2]]).all() and not np.isnan(got[:, 3]).any()

@@ -9,7 +9,10 @@ pandas call as training. ``iso_stamps`` checks a column of ISO text at once, for
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -21,49 +24,90 @@ from mlcanary.train.transformers import DatetimeParts
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?\Z")
 _PARTS = ("month", "day", "day_of_week", "hour", "minute")
 _CACHE_LIMIT = 65_536
-_cache: dict[str, tuple[int, int, int, int, int]] = {}
-"""ISO text -> its parts. Dates repeat (a sign-up day, an order hour), so most rows are one
-dictionary lookup; the cache is emptied when it reaches the limit."""
 _NAN_ROW = (np.nan,) * len(_PARTS)
+
+
+class _Known:
+    """ISO text -> a row of ``table`` holding its parts (row 0: missing, all NaN).
+
+    Dates repeat (a sign-up day, an order hour), so most rows are one dictionary lookup and
+    the parts of a whole column are one NumPy ``take``. A full cache is replaced by a new
+    one, never emptied in place, so a thread still reading the old one reads whole rows.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, int] = {None: 0}
+        self.table = np.empty((_CACHE_LIMIT + 1, len(_PARTS)), dtype=np.float64)
+        self.table[0] = np.nan
+        self.size = 1
+
+    def add(self, text: str, parts: tuple[int, ...]) -> None:
+        if self.size > _CACHE_LIMIT:
+            return
+        self.table[self.size] = parts  # the row first, then the key that points at it
+        self.rows[text] = self.size
+        self.size += 1
+
+
+_known = _Known()
+_lock = threading.Lock()
 
 
 def calendar_parts(values: Any, parts: tuple[str, ...] | list[str]) -> np.ndarray:
     """[n, len(parts)] floats (NaN where the date is missing), in ``DatetimeParts`` order."""
-    if isinstance(values, pd.Series | pd.api.extensions.ExtensionArray) and (
-        pd.api.types.is_string_dtype(values.dtype)
-    ):
+    if not isinstance(values, np.ndarray) and isinstance(
+        values, pd.Series | pd.api.extensions.ExtensionArray
+    ) and pd.api.types.is_string_dtype(values.dtype):
         values = values.to_numpy(dtype=object)
     if isinstance(values, np.ndarray) and values.dtype == object:
         table = _iso_parts(values)
         if table is not None:
-            return table[:, [_PARTS.index(p) for p in parts]]
+            return table if tuple(parts) == _PARTS else table[:, _columns(tuple(parts))]
     frame = pd.DataFrame({"x": values}, copy=False)
     return np.asarray(DatetimeParts(tuple(parts)).fit(frame).transform(frame))
 
 
+@functools.cache
+def _columns(parts: tuple[str, ...]) -> list[int]:
+    return [_PARTS.index(p) for p in parts]
+
+
 def _iso_parts(values: np.ndarray) -> np.ndarray | None:
     """Every part of every row, [n, 5]; None when a value is not a plain ISO date."""
-    rows: list[tuple[float, ...]] = []
-    for value in values.tolist():
-        if value is None or (isinstance(value, float) and value != value):
-            rows.append(_NAN_ROW)
-            continue
-        if not isinstance(value, str):
+    known = _known
+    texts = values.tolist()
+    try:
+        rows = np.fromiter(map(known.rows.get, texts, itertools.repeat(-1)), np.intp, len(texts))
+    except TypeError:  # an unhashable value: not a date
+        return None
+    if len(rows) == 0 or rows.min() >= 0:
+        return known.table.take(rows, axis=0)
+    out = known.table.take(rows.clip(0), axis=0)
+    for i in np.flatnonzero(rows < 0).tolist():
+        found = _parse(texts[i])
+        if found is None:
             return None
-        known = _cache.get(value)
-        if known is None:
-            if not _ISO.match(value):
-                return None
-            try:  # seconds and their fractions decide no part: cut them off
-                stamp = datetime.fromisoformat(value[:16])
-            except ValueError:  # well-formed but impossible, e.g. 2024-02-30
-                return None
-            known = (stamp.month, stamp.day, stamp.weekday(), stamp.hour, stamp.minute)
-            if len(_cache) >= _CACHE_LIMIT:
-                _cache.clear()
-            _cache[value] = known
-        rows.append(known)
-    return np.array(rows, dtype=np.float64).reshape(len(values), len(_PARTS))
+        out[i] = found
+    return out
+
+
+def _parse(value: Any) -> tuple[float, ...] | None:
+    """The parts of one value not in the cache (and remember them); None if not ISO."""
+    global _known
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return _NAN_ROW
+    if not isinstance(value, str) or not _ISO.match(value):
+        return None
+    try:  # seconds and their fractions decide no part: cut them off
+        stamp = datetime.fromisoformat(value[:16])
+    except ValueError:  # well-formed but impossible, e.g. 2024-02-30
+        return None
+    parts = (stamp.month, stamp.day, stamp.weekday(), stamp.hour, stamp.minute)
+    with _lock:
+        if _known.size > _CACHE_LIMIT:
+            _known = _Known()
+        _known.add(value, parts)
+    return tuple(float(p) for p in parts)
 
 
 def iso_stamps(values: Any) -> np.ndarray | None:

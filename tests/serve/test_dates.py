@@ -1,0 +1,97 @@
+"""Calendar parts at serving time equal training's, whichever path reads them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcanary.serve import dates
+from mlcanary.serve.dates import calendar_parts
+from mlcanary.train.transformers import DatetimeParts
+
+PARTS = ("month", "day", "day_of_week", "hour", "minute")
+
+
+def training(values: list[object], parts: tuple[str, ...] = PARTS) -> np.ndarray:
+    frame = pd.DataFrame({"x": pd.Series(values, dtype=object)})
+    return np.asarray(DatetimeParts(parts).fit(frame).transform(frame))
+
+
+def column(values: list[object]) -> np.ndarray:
+    return np.asarray(values, dtype=object)
+
+
+def random_stamps(n: int, seed: int) -> list[object]:
+    rng = np.random.default_rng(seed)
+    seconds = rng.integers(1_500_000_000, 1_800_000_000, n)
+    stamps = pd.to_datetime(seconds, unit="s")
+    texts: list[object] = [
+        s.strftime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"][i % 3])
+        for i, s in enumerate(stamps)
+    ]
+    for i in range(0, n, 7):
+        texts[i] = None if i % 2 else float("nan")
+    return texts
+
+
+CASES = {
+    "iso dates, times and gaps, repeated": random_stamps(300, 1) * 2,
+    "fractions of a second": ["2024-03-01T10:11:12.123456", "2024-03-01 23:59:59.5"],
+    "not ISO: pandas reads it as training does": ["03/01/2024", "2024-03-01"],
+    "with a zone: pandas reads it as training does": ["2024-03-01T10:11:12+02:00"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parts_equal_training(case: str) -> None:
+    values = CASES[case]
+    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+    # a second read comes from the cache and must not differ
+    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+
+
+def test_parts_are_given_in_the_order_asked() -> None:
+    values = random_stamps(50, 2)
+    parts = ("minute", "month")
+    np.testing.assert_array_equal(calendar_parts(column(values), parts), training(values, parts))
+
+
+def test_a_full_cache_is_replaced_and_answers_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dates, "_CACHE_LIMIT", 16)
+    monkeypatch.setattr(dates, "_known", dates._Known())
+    values = random_stamps(200, 3)
+    first = dates._known
+    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+    assert dates._known is not first and dates._known.size <= 17
+    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+
+
+def test_threads_reading_while_the_cache_turns_over_get_right_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dates, "_CACHE_LIMIT", 64)
+    monkeypatch.setattr(dates, "_known", dates._Known())
+    batches = [random_stamps(100, seed) for seed in range(8)]
+    want = [training(b) for b in batches]
+    wrong: list[int] = []
+
+    def read(k: int) -> None:
+        for _ in range(20):
+            if not np.array_equal(calendar_parts(column(batches[k]), PARTS), want[k],
+                                  equal_nan=True):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
+def test_impossible_dates_fall_back_to_pandas() -> None:
+    for values in (["2024-02-30"], ["2024-03-01", "2024-13-01"]):
+        np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
