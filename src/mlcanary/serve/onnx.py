@@ -20,8 +20,9 @@ columns are computed before the graph (ONNX cannot parse dates).
 
 After the model the graph applies the class prior and takes the decision (see
 ``_decided``), so one ``run`` answers. The preprocessing and the model are float32, as tree
-ensembles in ONNX are: scores differ from the native pipeline by ~1e-7. The server uses this runtime only after it matches the native
-one on the version's reference sample within ``TOLERANCE``.
+ensembles in ONNX are: scores differ from the native pipeline by ~1e-7. The server uses
+this runtime only after it matches the native one on the version's reference sample within
+``TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -126,8 +127,11 @@ class _Graph:
         self._names += 1
         return f"{self.prefix}_{hint}_{self._names}"
 
-    def node(self, op: str, inputs: list[str], hint: str, domain: str = "", **attrs: Any) -> str:
-        out = self.name(hint)
+    def node(
+        self, op: str, inputs: list[str], hint: str, domain: str = "", out: str = "",
+        **attrs: Any,
+    ) -> str:
+        out = out or self.name(hint)
         self.nodes.append(
             helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs)
         )
@@ -380,28 +384,28 @@ def _decided(
     value as a float64 vector.
     """
     graph = _Graph(prefix="decide")
-    proba = graph.node("Cast", [output], "double", to=TensorProto.DOUBLE)
     if classes is None:
+        value = graph.node("Cast", [output], "double", to=TensorProto.DOUBLE)
         flat = graph.constant(np.asarray([-1], dtype=np.int64), "shape")
-        graph.nodes.append(helper.make_node("Reshape", [proba, flat], [VALUE], name=VALUE))
+        graph.node("Reshape", [value, flat], "flat", out=VALUE)
         outputs = [helper.make_tensor_value_info(VALUE, TensorProto.DOUBLE, [None])]
         return _extended(scores, graph, outputs)
-    if prior is not None:
+    if prior is None:
+        proba = graph.node("Cast", [output], "double", out=PROBABILITIES, to=TensorProto.DOUBLE)
+    else:
+        proba = graph.node("Cast", [output], "double", to=TensorProto.DOUBLE)
         weighted = graph.node("Mul", [proba, graph.double(prior, "prior")], "prior")
         axis = graph.constant(np.asarray([1], dtype=np.int64), "axis")
         total = graph.node("ReduceSum", [weighted, axis], "total", keepdims=1)
-        proba = graph.node("Div", [weighted, total], "normalise")
-    graph.nodes.append(helper.make_node("Identity", [proba], [PROBABILITIES],
-                                        name=PROBABILITIES))
+        proba = graph.node("Div", [weighted, total], "normalise", out=PROBABILITIES)
     if threshold is not None:
         second = graph.node("Gather", [proba, graph.constant(np.asarray(1), "second")],
                             "second", axis=1)
         above = graph.node("GreaterOrEqual", [second, graph.double(np.asarray(threshold),
                                                                    "threshold")], "decide")
-        index = graph.node("Cast", [above], "index", to=TensorProto.INT64)
+        graph.node("Cast", [above], "index", out=LABEL, to=TensorProto.INT64)
     else:
-        index = graph.node("ArgMax", [proba], "argmax", axis=1, keepdims=0)
-    graph.nodes.append(helper.make_node("Identity", [index], [LABEL], name=LABEL))
+        graph.node("ArgMax", [proba], "argmax", out=LABEL, axis=1, keepdims=0)
     outputs = [
         helper.make_tensor_value_info(LABEL, TensorProto.INT64, [None]),
         helper.make_tensor_value_info(PROBABILITIES, TensorProto.DOUBLE, [None, len(classes)]),
