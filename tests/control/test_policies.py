@@ -24,6 +24,7 @@ from mlcanary.control.policies import (
 from mlcanary.errors import InvalidInput
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
+from tests.monitor.databases import DATABASES, store_url
 
 SECRET = "hook-secret"
 RULES = """
@@ -177,3 +178,39 @@ def test_margin_is_checked() -> None:
         _policy({**base, "margin": -1}, "rule 1")
     with pytest.raises(InvalidInput, match="applies to when = 'degraded' only"):
         _policy({**base, "when": "drift", "margin": 0.1}, "rule 1")
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_watchers_sharing_a_store_act_once_and_a_restart_does_not_act_again(
+    database: str, tmp_path: Path
+) -> None:
+    """Four runners (replicas or --workers, each with the policy file) tick at once on the
+    same signals, from threads: one alert in all. A new runner (a restarted watcher)
+    sees the same windows and stays quiet; after the cooldown a new window fires again."""
+    path = tmp_path / "policies.toml"
+    path.write_text(RULES.replace("at_least = 3", "at_least = 1"))
+    with store_url(database, tmp_path) as url, Store(url) as store:
+        signals, events = SignalLog(store), DeploymentLog(store)
+        sink = AlertSink(None, SECRET)
+        runners = [PolicyRunner(load_policies(path), signals, events, sink) for _ in range(4)]
+        signals.add(window(0, True))
+        fired: list[int] = []
+        barrier = threading.Barrier(len(runners))
+
+        def tick(runner: PolicyRunner) -> None:
+            barrier.wait()
+            fired.append(len(runner.tick(now=1000.0)))
+
+        threads = [threading.Thread(target=tick, args=(r,)) for r in runners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(fired) == [0, 0, 0, 1]
+        restarted = PolicyRunner(load_policies(path), signals, events, sink)
+        assert restarted.tick(now=2000.0) == []  # the same window, after the cooldown
+        signals.add(window(1, True))
+        assert restarted.tick(now=1500.0) == []  # a new window, within the cooldown
+        signals.add(window(2, True))
+        assert len(restarted.tick(now=2000.0)) == 1
+        assert [e.kind for e in events.events("churn")] == ["alert", "alert"]

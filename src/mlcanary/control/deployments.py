@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import select, update
 
 from mlcanary.errors import InvalidInput
-from mlcanary.monitor.schema import deployments, events
+from mlcanary.monitor.schema import deployments, events, policy_firings
 from mlcanary.monitor.store import Store
 
 Strategy = Literal["canary", "ab", "shadow"]
@@ -129,6 +129,28 @@ class DeploymentLog:
             rows = conn.execute(select(deployments.c.state, deployments.c.revision)).all()
         found = [Deployment.from_dict({**orjson.loads(s), "revision": int(r)}) for s, r in rows]
         return [d for d in found if d.active]
+
+    def claim(self, model: str, policy: str, signal: int, now: float, cooldown: float) -> bool:
+        """The right to act on ``policy`` for the signals up to id ``signal``: True for one
+        caller only, and only when the policy last acted ``cooldown`` seconds ago or more,
+        on older signals. Watchers sharing the store (and a restarted one) agree on it."""
+        with self.store._write() as conn:
+            conn.execute(
+                self.store._insert(policy_firings)
+                .values(model=model, policy=policy, fired=-1e18, signal=-1)
+                .on_conflict_do_nothing()
+            )
+            taken = conn.execute(
+                update(policy_firings)
+                .where(
+                    policy_firings.c.model == model,
+                    policy_firings.c.policy == policy,
+                    policy_firings.c.fired <= now - cooldown,
+                    policy_firings.c.signal < signal,
+                )
+                .values(fired=now, signal=signal)
+            )
+            return bool(taken.rowcount == 1)
 
     def save(self, deployment: Deployment, event: Event) -> Deployment:
         """Write ``deployment`` if its row is still at ``deployment.revision``, with its event.

@@ -19,7 +19,9 @@ A policy file (TOML; ``MLCANARY_POLICY_FILE``) lists rules per model:
     at_least = 1
     of_last = 1
 
-When a rule fires (and its cooldown has passed), each action runs and leaves an event
+When a rule fires (and its cooldown has passed, store-wide: of several watchers on one
+store only one acts, and a restarted one does not act again on the same windows), each
+action runs and leaves an event
 with the signals it rests on. ``retrain`` hands the model to the retrain worker (see
 ``mlcanary.control.retrain``: the same file's ``[retrain.NAME]`` table says how), with the
 log window starting at the first flagged window the rule fired on. ``alert`` posts the
@@ -172,7 +174,7 @@ def counts(policy: Policy, signal: Signal) -> bool:
 
 
 class PolicyRunner:
-    """Evaluates policies each tick; acts at most once per cooldown per rule."""
+    """Evaluates policies each tick; acts at most once per cooldown per rule, store-wide."""
 
     def __init__(self, policies: list[Policy], signals: SignalLog, log_: DeploymentLog,
                  sink: AlertSink, retrainer: RetrainWorker | None = None) -> None:
@@ -181,7 +183,6 @@ class PolicyRunner:
         self.events = log_
         self.sink = sink
         self.retrainer = retrainer
-        self._last: dict[str, float] = {}
         self._seen: dict[str, int] = {}
 
     def tick(self, now: float | None = None) -> list[Event]:
@@ -195,9 +196,10 @@ class PolicyRunner:
                 continue  # nothing new since this rule last looked
             self._seen[policy.name] = newest
             basis = fired(policy, signals)
-            if basis is None or now - self._last.get(policy.name, -1e18) < policy.cooldown_seconds:
-                continue
-            self._last[policy.name] = now
+            if basis is None or not self.events.claim(
+                policy.model, policy.name, newest, now, policy.cooldown_seconds
+            ):
+                continue  # quiet, cooling down, or another watcher acted on it
             cause = {
                 "policy": policy.name,
                 "rule": f"{policy.when}"

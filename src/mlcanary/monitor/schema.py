@@ -100,6 +100,17 @@ traffic = Table(
     Index("traffic_model_ts", "model", "ts"),
 )
 
+policy_firings = Table(
+    "policy_firings",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("policy", Text, primary_key=True),
+    Column("fired", Double, nullable=False, comment="when the policy last acted, epoch seconds"),
+    Column("signal", Integer, nullable=False, comment="newest signal id it acted on"),
+)
+"""One row per policy: several watchers (replicas, ``--workers``) and restarts act on a
+rule once per cooldown, and never twice on the same signals."""
+
 log_stats = Table(
     "log_stats",
     metadata,
