@@ -150,13 +150,27 @@ def serve(
         uvicorn.run(build(settings, names), access_log=False, **options)
         return
     os.environ["MLCANARY_SERVE_MODELS"] = ",".join(names)
-    uvicorn.run(
-        "mlcanary.serve.app:from_environment",
-        factory=True,
-        workers=workers,
-        access_log=False,
-        **options,
-    )
+    watchers = []
+    if settings.monitor and settings.log_sample_rate > 0:
+        # One monitor and one controller for all the workers, children of this supervisor:
+        # in each worker they would repeat every window's analysis N times.
+        from mlcanary.serve.app import start_watchers
+
+        watchers = start_watchers(names)
+        os.environ["MLCANARY_MONITOR"] = "false"
+    try:
+        uvicorn.run(
+            "mlcanary.serve.app:from_environment",
+            factory=True,
+            workers=workers,
+            access_log=False,
+            **options,
+        )
+    finally:
+        for watcher in watchers:
+            watcher.terminate()
+        for watcher in watchers:
+            watcher.wait(30)
 
 
 @app.command()

@@ -27,7 +27,7 @@ from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
 from tests.conftest import cli_runner
 from tests.control.faults import Faulty
-from tests.serve.conftest import running_server
+from tests.serve.conftest import niceness, running_server, watch_children
 from tests.serve.test_swap import request_body
 
 ENV = {
@@ -144,24 +144,6 @@ def events(home: Path) -> list[dict[str, object]]:
     result = cli_runner(home)("events", "churn", "--json")
     assert result.code == 0, result.stderr
     return list(json.loads(result.stdout))
-
-
-def niceness(stat: Path) -> tuple[int, int]:
-    """Parent PID and nice value from a ``/proc/PID/stat`` file."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return int(fields[1]), int(fields[16])
-
-
-def watch_children(pid: int) -> dict[str, int]:
-    """The ``mlcanary watch --part P`` children of ``pid``: part -> nice value (Linux)."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            parent, nice = niceness(stat)
-            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
-            if parent == pid and b"watch" in command:
-                found[command[command.index(b"--part") + 1].decode()] = nice
-    return found
 
 
 def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) -> None:

@@ -92,6 +92,24 @@ def running_server(
             proc.kill()
 
 
+def niceness(stat: Path) -> tuple[int, int]:
+    """Parent PID and nice value from a ``/proc/PID/stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[16])
+
+
+def watch_children(pid: int) -> dict[str, int]:
+    """The ``mlcanary watch --part P`` children of ``pid``: part -> nice value (Linux)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent, nice = niceness(stat)
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if parent == pid and b"watch" in command:
+                found[command[command.index(b"--part") + 1].decode()] = nice
+    return found
+
+
 def registered_churn(tmp_path: Path, rows: int, seed: int, versions: int = 1) -> Path:
     """A home whose registry holds ``versions`` versions of a logistic churn model."""
     home = tmp_path / "home"

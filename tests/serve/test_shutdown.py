@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlcanary.demo import make_churn
-from tests.serve.conftest import registered_churn, running_server
+from tests.serve.conftest import niceness, registered_churn, running_server, watch_children
 from tests.serve.test_swap import request_body
 
 IN_FLIGHT = 3
@@ -70,6 +70,16 @@ def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
     home = registered_churn(tmp_path, 800, seed=6)
     body = request_body(make_churn(3, seed=7).drop(columns=["churned"]))
     with running_server(home, ["churn"], options=("--workers", "2")) as running:
+        if Path("/proc/self/stat").exists():  # one monitor and one controller for both
+            deadline = time.monotonic() + 30
+            while len(watch_children(running.proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _, own = niceness(Path(f"/proc/{running.proc.pid}/stat"))
+            assert watch_children(running.proc.pid) == {"monitor": min(own + 19, 19),
+                                                        "rollouts": own}
+            workers = [p for p in Path("/proc").glob("[0-9]*/stat")
+                       if _parent(p) == running.proc.pid]
+            assert all(watch_children(int(p.parent.name)) == {} for p in workers)
         for _ in range(6):
             request = urllib.request.Request(
                 f"{running.url}/v2/models/churn/infer",
@@ -79,3 +89,10 @@ def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
             with urllib.request.urlopen(request, timeout=30) as resp:
                 assert resp.status == 200
                 assert json.loads(resp.read())["model_version"] == "1"
+
+
+def _parent(stat: Path) -> int | None:
+    try:
+        return niceness(stat)[0]
+    except OSError:  # the process ended while we looked
+        return None

@@ -170,8 +170,7 @@ def create_app(
             tap.start()
         watchers: list[subprocess.Popen[bytes]] = []
         if store is not None and tap is not None and settings.monitor:
-            watchers = [start_watcher(repository.names, "monitor", nice=19),
-                        start_watcher(repository.names, "rollouts", nice=0)]
+            watchers = start_watchers(repository.names)
         if store is not None:
             tasks.append(
                 loop.create_task(_flush_traffic_forever(store, counter, settings, tap))
@@ -512,6 +511,11 @@ def metadata(model: ServedModel) -> dict[str, Any]:
             "used_columns": signature.names(),
         },
     }
+
+
+def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
+    """The monitor at nice 19 and the rollout controller at this process's priority."""
+    return [start_watcher(names, "monitor", nice=19), start_watcher(names, "rollouts", nice=0)]
 
 
 def start_watcher(names: list[str], part: str, *, nice: int) -> subprocess.Popen[bytes]:
