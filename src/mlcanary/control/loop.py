@@ -10,7 +10,8 @@ child processes, because they want different treatment under load:
   interval), and a broken challenger must be rolled back on time on a saturated machine,
   not when the load eases.
 
-Several watchers on one store are safe: a window is recorded once, a rollout step taken once.
+Several watchers on one store are safe: a window is recorded once, a rollout step taken
+once, a policy acted on once per cooldown.
 """
 
 from __future__ import annotations

@@ -138,19 +138,11 @@ class _Graph:
         return out
 
     def constant(self, values: np.ndarray, hint: str) -> str:
+        """An initializer: integers as INT64, floats as DOUBLE."""
         name = self.name(hint)
-        dtype = TensorProto.INT64 if values.dtype.kind == "i" else TensorProto.FLOAT
+        dtype = TensorProto.INT64 if values.dtype.kind == "i" else TensorProto.DOUBLE
         self.initializers.append(
             helper.make_tensor(name, dtype, list(values.shape), values.ravel().tolist())
-        )
-        return name
-
-    def double(self, values: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
-        values = np.asarray(values, dtype=np.float64)
-        self.initializers.append(
-            helper.make_tensor(name, TensorProto.DOUBLE, list(values.shape),
-                               values.ravel().tolist())
         )
         return name
 
@@ -394,15 +386,16 @@ def _decided(
         proba = graph.node("Cast", [output], "double", out=PROBABILITIES, to=TensorProto.DOUBLE)
     else:
         proba = graph.node("Cast", [output], "double", to=TensorProto.DOUBLE)
-        weighted = graph.node("Mul", [proba, graph.double(prior, "prior")], "prior")
+        weights = graph.constant(np.asarray(prior, np.float64), "prior")
+        weighted = graph.node("Mul", [proba, weights], "prior")
         axis = graph.constant(np.asarray([1], dtype=np.int64), "axis")
         total = graph.node("ReduceSum", [weighted, axis], "total", keepdims=1)
         proba = graph.node("Div", [weighted, total], "normalise", out=PROBABILITIES)
     if threshold is not None:
         second = graph.node("Gather", [proba, graph.constant(np.asarray(1), "second")],
                             "second", axis=1)
-        above = graph.node("GreaterOrEqual", [second, graph.double(np.asarray(threshold),
-                                                                   "threshold")], "decide")
+        limit = graph.constant(np.asarray(threshold, np.float64), "threshold")
+        above = graph.node("GreaterOrEqual", [second, limit], "decide")
         graph.node("Cast", [above], "index", out=LABEL, to=TensorProto.INT64)
     else:
         graph.node("ArgMax", [proba], "argmax", out=LABEL, axis=1, keepdims=0)
