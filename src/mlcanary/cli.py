@@ -48,6 +48,10 @@ def train(
     ),
     min_recall: float | None = typer.Option(None, help="Threshold: best precision at this recall."),
     promote: bool = typer.Option(False, "--promote", help="Make the new version the champion."),
+    reference_last: int | None = typer.Option(
+        None, "--reference-last",
+        help="Drift reference from the last N rows only (default: every row).",
+    ),
 ) -> None:
     """Cross-validate a model on DATA, register it in the MLflow registry, write its report."""
     from mlcanary.config import Settings
@@ -69,6 +73,7 @@ def train(
         min_recall=min_recall,
         promote=promote,
         seed=settings.seed,
+        reference_last=reference_last,
     )
     from mlcanary.train.publish import train_and_register
 

@@ -126,6 +126,8 @@ def test_an_unreachable_hook_is_an_event_not_a_crash(tmp_path: Path) -> None:
          r"needs a \[retrain.m\] table"),
         ('[retrain.m]\ntarget = "y"\n', "'data' is required"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nlog = "some"\n', "'log' expected"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nreference = "old"\n',
+         "'reference' expected 'log' or 'all', got 'old'"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\ntrain = { epochs = 3 }\n',
          r"'train' has unknown options \['epochs'\]"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nrollout = { speed = 3 }\n',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from mlcanary.demo import make_churn
 from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
-from mlcanary.registry.versions import ModelRegistry
+from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.signature import Signature
 from mlcanary.train.fit import train
@@ -127,6 +128,14 @@ def test_a_firing_policy_retrains_on_source_and_the_fired_log_window_and_starts_
     assert table["churned"].tolist()[SOURCE_ROWS:] == drifted["churned"].tolist()
     version = ModelRegistry(settings).version("churn", 2)
     assert json.loads(version.tags["mlcanary.retrain"])["log_rows"] == len(drifted)
+    # its drift reference is what production looks like now: the logged rows
+    assert lineage["reference"] == "log rows"
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = ModelRegistry(settings).download("churn", 2, Path(tmp)) / BUNDLE_DIR
+        reference = pd.read_parquet(bundle / "reference.parquet")
+    assert len(reference) == len(drifted)
+    np.testing.assert_allclose(np.sort(reference["monthly_charges"].to_numpy(float)),
+                               np.sort(drifted["monthly_charges"].to_numpy(float)))
     assert version.tags["mlcanary.trigger"] == "policy:drifting"
     assert deployment is not None and deployment.active
     assert (deployment.strategy, deployment.challenger, deployment.champion) == ("canary", 2, 1)

@@ -44,7 +44,7 @@ def test_the_writer_flushes_every_interval_without_being_asked(store: Store) -> 
     try:
         for i in range(50):
             tap.put(record(f"r{i}"))
-        wait_for(lambda: store.count("churn") == 50, timeout=5)
+        wait_for(lambda: store.count("churn") == 50, timeout=30)
     finally:
         tap.close()
 
@@ -54,7 +54,8 @@ def test_a_full_batch_is_written_before_the_interval(store: Store) -> None:
     try:
         for i in range(250):
             tap.put(record(f"r{i}"))
-        wait_for(lambda: store.count("churn") >= 200, timeout=5)
+        # the interval is 600 s: only full batches can be written within this wait
+        wait_for(lambda: store.count("churn") >= 200, timeout=60)
     finally:
         tap.close()
 

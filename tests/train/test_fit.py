@@ -97,3 +97,25 @@ def test_threshold_metrics_are_cross_fitted(tmp_path: Path) -> None:
     pooled_f1 = result.threshold.f1 if result.threshold else 0.0
     # Choosing on the pooled scores is optimistic; cross-fitted F1 cannot beat it on average.
     assert result.metrics["f1"][0] <= pooled_f1 + 0.02
+
+
+@pytest.mark.parametrize(("last", "shifted_rows"), [(300, 300), (100, 0)])
+def test_reference_last_draws_the_drift_reference_from_the_newest_rows(
+    tmp_path: Path, last: int, shifted_rows: int
+) -> None:
+    """900 rows, the last 300 with x moved by +10: a 300-row reference is exactly those rows;
+    100 rows (fewer than the minimum) falls back to every held-out row."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=900)
+    x[600:] += 10
+    frame = pd.DataFrame({"x": x, "z": rng.normal(size=900),
+                          "y": (rng.normal(size=900) + x > 0).astype(int)})
+    path = write_csv(tmp_path / "shifted.csv", frame)
+    result = fit(path, tmp_path, target="y", model="logistic", folds=3, reference_last=last)
+    if shifted_rows:
+        assert len(result.reference) == shifted_rows
+        assert (result.reference["x"] > 5).all()
+        np.testing.assert_allclose(np.sort(result.reference["x"]), np.sort(x[600:]))
+    else:
+        assert len(result.reference) == 900
+        assert (result.reference["x"] > 5).sum() == 300

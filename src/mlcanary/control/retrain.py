@@ -49,6 +49,7 @@ from mlcanary.signature import Signature
 log = logging.getLogger(__name__)
 
 LogWindow = Literal["fired", "all", "none"]
+Reference = Literal["log", "all"]
 _TRAIN_OPTIONS = {"model", "folds", "trials", "seed", "time_column", "group_column",
                   "min_precision", "min_recall", "task"}
 _ROLLOUT_OPTIONS = {"strategy", "steps", "interval_seconds", "max_failures", "weights",
@@ -69,6 +70,9 @@ class RetrainPlan:
     source_rows: int | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     rollout: Mapping[str, Any] = field(default_factory=lambda: {"strategy": "canary"})
+    reference: Reference = "log"
+    """Where the new version's drift reference comes from: the labelled log rows (what
+    production looks like now), or every training row."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def load_plans(document: Mapping[str, Any], where: str, base: Path) -> dict[str,
 def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
     if not isinstance(table, Mapping):
         raise InvalidInput(f"{where}: expected a table")
-    known = {"data", "target", "source_rows", "log", "max_log_rows", "train", "rollout"}
+    known = {"data", "target", "source_rows", "log", "max_log_rows", "train", "rollout",
+             "reference"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
@@ -110,6 +115,9 @@ def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
     window = table.get("log", "fired")
     if window not in ("fired", "all", "none"):
         raise InvalidInput(f"{where}: 'log' expected 'fired', 'all' or 'none', got {window!r}")
+    reference = table.get("reference", "log")
+    if reference not in ("log", "all"):
+        raise InvalidInput(f"{where}: 'reference' expected 'log' or 'all', got {reference!r}")
     for name in ("max_log_rows", "source_rows"):
         rows = table.get(name, 0)
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
@@ -128,7 +136,7 @@ def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
     data = Path(table["data"])
     return RetrainPlan(model, data if data.is_absolute() else base / data, table["target"],
                        window, table.get("max_log_rows", 100_000), table.get("source_rows"),
-                       dict(train), dict(rollout))
+                       dict(train), dict(rollout), reference)
 
 
 def retrain(
@@ -175,6 +183,7 @@ def retrain(
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{plan.model}-{stamp}.parquet"
         table.to_parquet(path, index=False)
+        recent = len(logged) if plan.reference == "log" and len(logged) else None
         lineage = {
             "source": str(plan.data),
             "source_rows": len(source),
@@ -185,9 +194,10 @@ def retrain(
             "rows": len(table),
             "trigger": trigger.actor,
             "champion": champion,
+            "reference": "log rows" if recent else "every row",
         }
         spec = TrainSpec.parse(data=path, target=plan.target, name=plan.model,
-                               **{"seed": settings.seed, **plan.train})
+                               **{"seed": settings.seed, "reference_last": recent, **plan.train})
         tags = {"mlcanary.retrain": json.dumps(lineage, default=str),
                 "mlcanary.trigger": trigger.actor}
         _, version, report = train_and_register(spec, settings, steps or Steps(None), tags)

@@ -71,6 +71,24 @@ class TrainResult:
         return {name: mean for name, (mean, _) in self.metrics.items()}
 
 
+MIN_REFERENCE_ROWS = 200
+"""Fewest held-out rows a ``reference_last`` reference may have; with fewer, every row."""
+
+
+def _reference_rows(held_out: np.ndarray, last: int | None, warn: Any) -> np.ndarray:
+    """The rows the drift reference is drawn from: held out, and among the last ``last``."""
+    if last is None:
+        return held_out
+    recent = np.zeros(len(held_out), dtype=bool)
+    recent[-min(last, len(held_out)):] = True
+    chosen = held_out & recent
+    if chosen.sum() < MIN_REFERENCE_ROWS:
+        warn(f"reference: {int(chosen.sum())} held-out rows among the last {last}, fewer than "
+             f"{MIN_REFERENCE_ROWS}; every held-out row is used")
+        return held_out
+    return chosen
+
+
 def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> TrainResult:
     """Read, validate, cross-validate, diagnose and fit the final model."""
     steps = steps or Steps(None)
@@ -238,7 +256,7 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
         pipeline = FixedThresholdClassifier(FrozenEstimator(final), threshold=threshold.value)
         pipeline.fit(X, y)
     importance = _importance_shares(main, signature)
-    held_out = main.has_prediction
+    held_out = _reference_rows(main.has_prediction, spec.reference_last, print_)
     scores = main.oof[held_out]
     predicted = _labels(scores, classes, threshold)
     profile, reference = build_profile(

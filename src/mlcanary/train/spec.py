@@ -30,6 +30,9 @@ class TrainSpec(BaseModel):
     min_recall: float | None = Field(default=None, gt=0.0, le=1.0)
     promote: bool = False
     seed: int = 0
+    reference_last: int | None = Field(default=None, ge=1)
+    """Draw the drift reference from the last N rows only (after time ordering): the
+    recent production rows a retrain adds, rather than the data they replaced."""
 
     @field_validator("name")
     @classmethod
