@@ -129,7 +129,7 @@ def test_a_firing_policy_retrains_on_source_and_the_fired_log_window_and_starts_
     version = ModelRegistry(settings).version("churn", 2)
     assert json.loads(version.tags["mlcanary.retrain"])["log_rows"] == len(drifted)
     # its drift reference is what production looks like now: the logged rows
-    assert lineage["reference"] == "log rows"
+    assert lineage["reference_last"] == len(drifted)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = ModelRegistry(settings).download("churn", 2, Path(tmp)) / BUNDLE_DIR
         reference = pd.read_parquet(bundle / "reference.parquet")

@@ -194,7 +194,7 @@ def retrain(
             "rows": len(table),
             "trigger": trigger.actor,
             "champion": champion,
-            "reference": "log rows" if recent else "every row",
+            "reference_last": recent,  # the drift reference: these last (log) rows
         }
         spec = TrainSpec.parse(data=path, target=plan.target, name=plan.model,
                                **{"seed": settings.seed, "reference_last": recent, **plan.train})
