@@ -317,8 +317,9 @@ def status(
 
     settings = Settings()
     ModelRegistry(settings).version(name, "champion")
+    rules = _policies(settings)
     with Store.from_settings(settings) as store:
-        document = status_document(store, name, last=last)
+        document = status_document(store, name, last=last, policies=rules)
     if as_json:
         out.print_json(json.dumps(document, allow_nan=False))
     else:
@@ -368,10 +369,16 @@ def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
 
 def _check_policies(settings: Any) -> None:
     """A bad policy file stops the command now, with one line, not the monitor later."""
-    if settings.policy_file is not None:
-        from mlcanary.control.policies import load_policies
+    _policies(settings)
 
-        load_policies(settings.policy_file)
+
+def _policies(settings: Any) -> list[Any]:
+    """The policy file's rules (none without a file); a bad file is an error now."""
+    if settings.policy_file is None:
+        return []
+    from mlcanary.control.policies import load_policies
+
+    return load_policies(settings.policy_file)
 
 
 def _rollouts() -> tuple[Any, Any, Any]:

@@ -19,28 +19,30 @@ class InjectedFault(RuntimeError):
 
 
 class Faulty:
-    """Delegates to ``inner``; raises on ``error_rate`` of calls, sleeps ``delay_s`` each."""
+    """Delegates to ``inner``; raises on ``error_rate`` of calls; each call takes
+    ``slowdown`` times as long as the inner model's (5.0: five times the latency)."""
 
-    def __init__(self, inner: Any, error_rate: float = 0.0, delay_s: float = 0.0) -> None:
+    def __init__(self, inner: Any, error_rate: float = 0.0, slowdown: float = 1.0) -> None:
         self.inner = inner
         self.error_rate = error_rate
-        self.delay_s = delay_s
+        self.slowdown = slowdown
 
-    def _fault(self, X: Any) -> None:
+    def _call(self, method: str, X: Any) -> Any:
+        start = time.perf_counter()
+        result = getattr(self.inner, method)(X)
         if len(X) >= LOAD_CHECK_ROWS:
-            return
-        if self.delay_s:
-            time.sleep(self.delay_s)
+            return result
+        if self.slowdown > 1:  # proportional: a busy machine slows the champion too
+            time.sleep((self.slowdown - 1) * (time.perf_counter() - start))
         if random.random() < self.error_rate:
             raise InjectedFault("injected fault")
+        return result
 
     def predict_proba(self, X: Any) -> Any:
-        self._fault(X)
-        return self.inner.predict_proba(X)
+        return self._call("predict_proba", X)
 
     def predict(self, X: Any) -> Any:
-        self._fault(X)
-        return self.inner.predict(X)
+        return self._call("predict", X)
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":

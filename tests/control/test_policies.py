@@ -7,11 +7,14 @@ import hmac
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import (
@@ -21,6 +24,7 @@ from mlcanary.control.policies import (
     PolicyRunner,
     load_policies,
 )
+from mlcanary.control.status import status_document, status_renderable
 from mlcanary.errors import InvalidInput
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
@@ -64,9 +68,11 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def window(k: int, flagged: bool, variant: str = "champion") -> Signal:
+    """A champion drift window as the monitor records it (the payload status reads)."""
     return Signal("churn", variant, 1, "drift", 100.0 * k, 100.0 * k + 50, f"id-{k}", 1000,
-                  flagged, {"drift_share": 0.6 if flagged else 0.0,
-                            "drifted_columns": ["plan"] if flagged else []})
+                  flagged, {"dataset_drift": flagged, "drift_share": 0.6 if flagged else 0.0,
+                            "drifted_columns": ["plan"] if flagged else [],
+                            "prediction_drift": None, "multivariate": None, "tests": []})
 
 
 def test_three_drifted_windows_of_five_send_one_signed_alert(
@@ -216,3 +222,31 @@ def test_watchers_sharing_a_store_act_once_and_a_restart_does_not_act_again(
         signals.add(window(2, True))
         assert len(restarted.tick(now=2000.0)) == 1
         assert [e.kind for e in events.events("churn")] == ["alert", "alert"]
+
+
+def test_status_says_where_each_rule_stands(tmp_path: Path) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text(RULES)
+    rules = load_policies(path)
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signals, events = SignalLog(store), DeploymentLog(store)
+        for k, flagged in enumerate([True, False, True]):
+            signals.add(window(k, flagged))
+        (quiet,) = status_document(store, "churn", policies=rules)["policies"]
+        assert (quiet["counted"], quiet["windows"], quiet["fires_now"]) == (2, 3, False)
+        assert quiet["last_acted"] is None and quiet["cooling_down_until"] is None
+        assert quiet["rule"] == "drift in 3 of the last 5 windows"
+        signals.add(window(3, True))
+        now = time.time()
+        PolicyRunner(rules, signals, events, AlertSink(None, SECRET)).tick(now=now)
+        document = status_document(store, "churn", policies=rules)
+        assert status_document(store, "other", policies=rules)["policies"] == []
+    (firing,) = document["policies"]
+    assert (firing["counted"], firing["windows"], firing["fires_now"]) == (3, 4, True)
+    assert firing["last_acted"] == datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    until = datetime.fromisoformat(firing["cooling_down_until"]).timestamp()
+    assert until == pytest.approx(now + 600, abs=1)
+    console = Console(record=True, width=200)
+    console.print(status_renderable(document))
+    text = console.export_text()
+    assert "drift in 3 of the last 5 windows -> alert" in text and "FIRES" in text

@@ -40,13 +40,13 @@ ENV = {
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v1 champion, v2 trained on inverted labels (a broken challenger), v3 like v1;
-    v4 like v1 but failing 20% of its calls, v5 like v1 but 25 ms slower per call."""
+    v4 like v1 but failing 20% of its calls, v5 like v1 but five times slower per call."""
     root = tmp_path_factory.mktemp("rollout")
     home = root / "home"
     frame = make_churn(2000, seed=31)
     settings = Settings(home=home)
     registry = ModelRegistry(settings)
-    faults = {4: {"error_rate": 0.2}, 5: {"delay_s": 0.025}}
+    faults = {4: {"error_rate": 0.2}, 5: {"slowdown": 5.0}}
     for version, labels in ((1, frame["churned"]), (2, 1 - frame["churned"]),
                             (3, frame["churned"]), (4, frame["churned"]),
                             (5, frame["churned"])):

@@ -152,6 +152,16 @@ class DeploymentLog:
             )
             return bool(taken.rowcount == 1)
 
+    def last_firing(self, model: str, policy: str) -> float | None:
+        """When ``policy`` last acted on ``model`` (epoch seconds), or None."""
+        query = select(policy_firings.c.fired).where(
+            policy_firings.c.model == model, policy_firings.c.policy == policy,
+            policy_firings.c.signal >= 0,
+        )
+        with self.store._read() as conn:
+            fired = conn.execute(query).scalar()
+        return None if fired is None else float(fired)
+
     def save(self, deployment: Deployment, event: Event) -> Deployment:
         """Write ``deployment`` if its row is still at ``deployment.revision``, with its event.
 

@@ -173,6 +173,39 @@ def counts(policy: Policy, signal: Signal) -> bool:
     return bool(high < baseline - policy.margin)
 
 
+def rule_text(policy: Policy) -> str:
+    """The rule in words, e.g. 'drift in 3 of the last 5 windows'."""
+    margin = f" by more than {policy.margin:g}" if policy.margin else ""
+    return f"{policy.when}{margin} in {policy.at_least} of the last {policy.of_last} windows"
+
+
+def policy_states(
+    policies: list[Policy], model: str, signals: SignalLog, events: DeploymentLog,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """Where each of ``model``'s rules stands: how many recent windows it counts, whether
+    it fires now, when it last acted and until when it cools down (for ``status``)."""
+    now = time.time() if now is None else now
+    states = []
+    for policy in (p for p in policies if p.model == model):
+        kind: Kind = "drift" if policy.when == "drift" else "performance"
+        recent = [s for s in signals.latest(model, kind=kind, last=policy.of_last * 4)
+                  if s.variant == "champion"][-policy.of_last:]
+        acted = events.last_firing(model, policy.name)
+        until = None if acted is None else acted + policy.cooldown_seconds
+        states.append({
+            "policy": policy.name,
+            "rule": rule_text(policy),
+            "actions": list(policy.actions),
+            "windows": len(recent),
+            "counted": sum(counts(policy, s) for s in recent),
+            "fires_now": fired(policy, recent) is not None,
+            "last_acted": acted,
+            "cooling_down_until": until if until is not None and until > now else None,
+        })
+    return states
+
+
 class PolicyRunner:
     """Evaluates policies each tick; acts at most once per cooldown per rule, store-wide."""
 
@@ -202,9 +235,7 @@ class PolicyRunner:
                 continue  # quiet, cooling down, or another watcher acted on it
             cause = {
                 "policy": policy.name,
-                "rule": f"{policy.when}"
-                        + (f" by more than {policy.margin:g}" if policy.margin else "")
-                        + f" in {policy.at_least} of the last {policy.of_last} windows",
+                "rule": rule_text(policy),
                 "signals": [
                     {"id": s.id, "version": s.version, "end": s.end_ts, "flagged": s.flagged,
                      "counted": counts(policy, s),

@@ -2,8 +2,9 @@
 
 ``mlcanary status NAME --json`` and ``GET /monitor/{name}`` return the same document:
 the log's size, then per window the dataset-level decision and every test
-(``{"feature", "test", "statistic", "p_value", "effect_size", "drift"}``), and the latest
-performance signal.
+(``{"feature", "test", "statistic", "p_value", "effect_size", "drift"}``), the latest
+performance signal, the rollout, and the policy file's rules for the model (windows
+counted, whether the rule fires now, when it last acted, until when it cools down).
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ from rich.table import Table
 from rich.text import Text
 
 from mlcanary.control.deployments import DeploymentLog
+from mlcanary.control.policies import Policy, policy_states
 from mlcanary.control.shadow import shadow_pairs, shadow_summary
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.traffic import TrafficLog
 
 
-def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any]:
-    """The monitor's view of ``name``: log size, the ``last`` drift windows, performance."""
+def status_document(
+    store: Store, name: str, *, last: int = 10, policies: list[Policy] | None = None
+) -> dict[str, Any]:
+    """The monitor's view of ``name``: log size, the ``last`` drift windows, performance,
+    the rollout, and where each of ``policies`` (the policy file's rules) stands."""
     log = SignalLog(store)
     drift = log.latest(name, kind="drift", last=last)
     performance = log.latest(name, kind="performance", last=1)
@@ -37,6 +42,11 @@ def status_document(store: Store, name: str, *, last: int = 10) -> dict[str, Any
         "windows": [_window(s) for s in drift],
         "performance": _performance(performance[0]) if performance else None,
         "rollout": _rollout(store, name),
+        "policies": [
+            {**state, "last_acted": _iso_or_none(state["last_acted"]),
+             "cooling_down_until": _iso_or_none(state["cooling_down_until"])}
+            for state in policy_states(policies or [], name, log, DeploymentLog(store))
+        ],
     }
 
 
@@ -101,6 +111,10 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def _iso_or_none(ts: float | None) -> str | None:
+    return None if ts is None else _iso(ts)
+
+
 def status_renderable(document: dict[str, Any]) -> Group:
     """Rich tables: one line per window, then the latest window's drifted tests."""
     windows = Table(title=f"{document['model']}: drift per window", title_justify="left")
@@ -158,6 +172,20 @@ def status_renderable(document: dict[str, Any]) -> Group:
             parts.append(Text(shadow_line(shadow)))
         parts.append(Text("events: " + "; ".join(
             f"{e['time']} {e['kind']} ({e['actor']})" for e in rollout["events"])))
+    rules = Table(title="policies", title_justify="left")
+    for column in ("policy", "rule", "recent windows counted", "now", "last acted",
+                   "cooling down until"):
+        rules.add_column(column)
+    for r in document.get("policies", []):
+        rules.add_row(
+            r["policy"], f"{r['rule']} -> {', '.join(r['actions'])}",
+            f"{r['counted']} of {r['windows']}",
+            Text("FIRES", style="bold red") if r["fires_now"] else Text("quiet", style="green"),
+            (r["last_acted"] or "never").replace("+00:00", ""),
+            (r["cooling_down_until"] or "-").replace("+00:00", ""),
+        )
+    if rules.row_count:
+        parts.append(rules)
     performance = document["performance"]
     if performance is None:
         parts.append(Text("performance: no labelled window yet"))

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from mlcanary import __version__
 from mlcanary.config import Settings
 from mlcanary.control.deployments import Conflict
+from mlcanary.control.policies import load_policies
 from mlcanary.control.status import status_document
 from mlcanary.errors import (
     InvalidInput,
@@ -116,6 +117,7 @@ def create_app(
     metrics = metrics or ServerMetrics()
     for model in repository.models.values():
         metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
+    rules = load_policies(settings.policy_file) if settings.policy_file is not None else []
     tap = None
     if store is not None and settings.log_sample_rate > 0:
         tap = PredictionTap(
@@ -443,7 +445,8 @@ def create_app(
             raise Unavailable("monitor: this server has no prediction log store")
         last = _positive_int(request.query_params.get("last", "10"), "last")
         log_store = store
-        document = await asyncio.to_thread(status_document, log_store, name, last=last)
+        document = await asyncio.to_thread(status_document, log_store, name, last=last,
+                                           policies=rules)
         return json_response(document)
 
     async def prometheus(request: Request) -> Response:
