@@ -439,9 +439,10 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
             return np.ascontiguousarray(np.array(arrays, dtype=np.float32).T)
         if all(issubclass(kind, np.ndarray | BaseMaskedArray) for kind in kinds):
             block = np.array([getattr(a, "_data", a) for a in arrays], dtype=np.float32)
-            for j, a in enumerate(arrays):
-                if isinstance(a, BaseMaskedArray) and a._mask.any():  # type: ignore[attr-defined]
-                    block[j, a._mask] = np.nan  # type: ignore[attr-defined]
+            masked = [j for j, a in enumerate(arrays) if isinstance(a, BaseMaskedArray)]
+            gaps = np.array([arrays[j]._mask for j in masked])  # one check for all of them
+            if gaps.any():
+                block[masked] = np.where(gaps, np.nan, block[masked])
             return np.ascontiguousarray(block.T)
     out = np.empty((_length(rows, columns[0]), len(columns)), dtype=np.float32)
     for j, name in enumerate(columns):
