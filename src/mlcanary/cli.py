@@ -139,7 +139,7 @@ def serve(
     from mlcanary.config import Settings
     from mlcanary.logs import configure_json_logging
     from mlcanary.registry.versions import ModelRegistry
-    from mlcanary.serve.app import build
+    from mlcanary.serve.app import build, start_watchers, watches
 
     if no_log:  # through the environment, so that every worker process sees it
         os.environ["MLCANARY_LOG_SAMPLE_RATE"] = "0"
@@ -156,11 +156,9 @@ def serve(
         return
     os.environ["MLCANARY_SERVE_MODELS"] = ",".join(names)
     watchers = []
-    if settings.monitor and settings.log_sample_rate > 0:
+    if watches(settings):
         # One monitor and one controller for all the workers, children of this supervisor:
         # in each worker they would repeat every window's analysis N times.
-        from mlcanary.serve.app import start_watchers
-
         watchers = start_watchers(names)
         os.environ["MLCANARY_MONITOR"] = "false"
     try:
@@ -317,7 +315,9 @@ def status(
 
     settings = Settings()
     ModelRegistry(settings).version(name, "champion")
-    rules = _policies(settings)
+    from mlcanary.control.policies import policy_rules
+
+    rules = policy_rules(settings)
     with Store.from_settings(settings) as store:
         document = status_document(store, name, last=last, policies=rules)
     if as_json:
@@ -369,16 +369,9 @@ def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
 
 def _check_policies(settings: Any) -> None:
     """A bad policy file stops the command now, with one line, not the monitor later."""
-    _policies(settings)
+    from mlcanary.control.policies import policy_rules
 
-
-def _policies(settings: Any) -> list[Any]:
-    """The policy file's rules (none without a file); a bad file is an error now."""
-    if settings.policy_file is None:
-        return []
-    from mlcanary.control.policies import load_policies
-
-    return load_policies(settings.policy_file)
+    policy_rules(settings)
 
 
 def _rollouts() -> tuple[Any, Any, Any]:

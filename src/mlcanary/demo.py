@@ -110,7 +110,7 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
     """The whole loop on generated data, told as a timeline (see the README)."""
     import shutil
 
-    from mlcanary.control.policies import load_policies
+    from mlcanary.control.policies import policy_rules
     from mlcanary.control.status import status_document, status_renderable
     from mlcanary.demo_traffic import Client, Timeline, server
     from mlcanary.monitor.report import render_drift_report
@@ -158,8 +158,8 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
 
     registry = ModelRegistry(demo)
     with Store.from_settings(demo) as store:
-        rules = load_policies(home / "policies.toml")
-        out.print(status_renderable(status_document(store, DEMO_NAME, last=3, policies=rules)))
+        document = status_document(store, DEMO_NAME, last=3, policies=policy_rules(demo))
+        out.print(status_renderable(document))
         report = demo.reports_dir / f"{DEMO_NAME}-drift.html"
         report.write_text(render_drift_report(store, registry, DEMO_NAME), encoding="utf-8")
     champion = registry.alias_version(DEMO_NAME, "champion")

@@ -85,6 +85,11 @@ class AlertSink:
     timeout: float = 5.0
 
 
+def policy_rules(settings: Any) -> list[Policy]:
+    """The rules of the configured policy file (none without one); a bad file is an error."""
+    return [] if settings.policy_file is None else load_policies(settings.policy_file)
+
+
 def load_policies(path: Path) -> list[Policy]:
     """Read and check a policy file; InvalidInput naming the rule and field otherwise."""
     return load_policy_file(path)[0]

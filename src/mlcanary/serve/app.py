@@ -34,7 +34,7 @@ from starlette.routing import Route
 from mlcanary import __version__
 from mlcanary.config import Settings
 from mlcanary.control.deployments import Conflict
-from mlcanary.control.policies import load_policies
+from mlcanary.control.policies import policy_rules
 from mlcanary.control.status import status_document
 from mlcanary.errors import (
     InvalidInput,
@@ -117,7 +117,7 @@ def create_app(
     metrics = metrics or ServerMetrics()
     for model in repository.models.values():
         metrics.load_seconds.labels(model.name, str(model.version)).set(model.load_seconds)
-    rules = load_policies(settings.policy_file) if settings.policy_file is not None else []
+    rules = policy_rules(settings)
     tap = None
     if store is not None and settings.log_sample_rate > 0:
         tap = PredictionTap(
@@ -171,7 +171,7 @@ def create_app(
             await asyncio.to_thread(_open_store, store)
             tap.start()
         watchers: list[subprocess.Popen[bytes]] = []
-        if store is not None and tap is not None and settings.monitor:
+        if store is not None and watches(settings):
             watchers = start_watchers(repository.names)
         if store is not None:
             tasks.append(
@@ -514,6 +514,11 @@ def metadata(model: ServedModel) -> dict[str, Any]:
             "used_columns": signature.names(),
         },
     }
+
+
+def watches(settings: Settings) -> bool:
+    """Whether serving runs the monitor and controller: on, and with predictions logged."""
+    return settings.monitor and settings.log_sample_rate > 0
 
 
 def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
