@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlcanary.serve import dates
-from mlcanary.serve.dates import calendar_parts
+from mlcanary.serve.dates import calendar_parts, part_rows
 from mlcanary.train.transformers import DatetimeParts
 
 PARTS = ("month", "day", "day_of_week", "hour", "minute")
@@ -51,6 +51,20 @@ def test_parts_equal_training(case: str) -> None:
     np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
     # a second read comes from the cache and must not differ
     np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+
+
+@pytest.mark.parametrize("parts", [PARTS, ("month", "day_of_week"), ("minute", "month")])
+def test_part_rows_of_a_few_values_equal_training(parts: tuple[str, ...]) -> None:
+    values = random_stamps(16, 5)  # dates, times and gaps, none seen before
+    for _ in range(2):  # the second read comes from the cache
+        got = np.array(part_rows(column(values), parts), dtype=np.float64)
+        np.testing.assert_array_equal(got, training(values, parts))
+
+
+def test_part_rows_leave_what_is_not_plain_iso_to_pandas() -> None:
+    for values in (["2024-03-01", "03/01/2024"], ["2024-02-30"], ["2024-03-01T10:11+02:00"],
+                   [b"2024-03-01"]):
+        assert part_rows(column(values), PARTS) is None
 
 
 def test_parts_are_given_in_the_order_asked() -> None:

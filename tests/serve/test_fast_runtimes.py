@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes, load_iris
+from sklearn.datasets import load_diabetes, load_iris, make_classification
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime, Unsupported, float_column
-from mlcanary.serve.onnx import OnnxRuntime, _float_input
+from mlcanary.serve.onnx import FEW, OnnxRuntime, _float_input
 from mlcanary.serve.runtime import NativeRuntime, Prediction
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
@@ -33,6 +33,7 @@ CASES = {
     "iris-lightgbm": (lambda: load_iris(as_frame=True).frame, "target", "lightgbm"),
     "iris-logistic": (lambda: load_iris(as_frame=True).frame, "target", "logistic"),
     "iris-names-lightgbm": (lambda: named_iris(), "species", "lightgbm"),
+    "skewed-3-classes-lightgbm": (lambda: skewed_classes(), "target", "lightgbm"),
     "diabetes-lightgbm": (lambda: load_diabetes(as_frame=True).frame, "target", "lightgbm"),
     "diabetes-ridge": (lambda: load_diabetes(as_frame=True).frame, "target", "logistic"),
 }
@@ -43,6 +44,14 @@ def named_iris() -> pd.DataFrame:
     iris = load_iris(as_frame=True)
     names = np.asarray(iris.target_names)[iris.frame["target"]]
     return iris.frame.drop(columns="target").assign(species=names)
+
+
+def skewed_classes() -> pd.DataFrame:
+    """Three classes in proportions 70/22/8: a reweighted model with a prior far from flat."""
+    X, y = make_classification(
+        1200, 6, n_informative=4, n_classes=3, weights=[0.7, 0.22, 0.08], random_state=5
+    )
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(target=y)
 
 
 FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
@@ -75,7 +84,8 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
             diff = np.abs(scores(fast.predict(rows)) - scores(native.predict(rows))).max()
             assert diff < 1e-5 or "onnx: differed by" in why, why
             continue
-        for batch in (rows, columns):
+        few = [{name: values[:n] for name, values in columns.items()} for n in (1, 13)]
+        for batch in (rows, columns, *few):
             want, got = native.predict(batch), fast.predict(batch)
             np.testing.assert_allclose(scores(got), scores(want), rtol=0, atol=tolerance)
             np.testing.assert_array_equal(got.predicted, want.predicted, err_msg=kind)
@@ -113,16 +123,21 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
         assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
 
 
-def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does() -> None:
+@pytest.mark.parametrize("n", [1, 4, FEW, FEW + 1, 200])  # through lists, and vectorised
+def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n: int) -> None:
+    def repeat(values: list[object]) -> list[object]:
+        return (values * n)[:n]
+
     rows = {
-        "i": pd.array([1, None, 3, 2**20], dtype="Int64"),
-        "f": np.array([0.5, np.nan, 2.0, -1.0]),
-        "b": pd.array([True, None, False, True], dtype="boolean"),
-        "g": pd.array([4, 5, 6, 7], dtype="Int64"),
+        "i": pd.array(repeat([1, None, 3, 2**20]), dtype="Int64"),
+        "f": np.array(repeat([0.5, np.nan, 2.0, -1.0])),
+        "b": pd.array(repeat([True, None, False, True]), dtype="boolean"),
+        "g": pd.array(repeat([4, 5, 6, 7]), dtype="Int64"),
     }
     names = list(rows)
     got = _float_input(rows, names)
     want = np.column_stack([float_column(rows[name]) for name in names]).astype(np.float32)
     np.testing.assert_array_equal(got, want)
-    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (4, 4)
-    assert np.isnan(got[1, [0, 1, 2]]).all() and not np.isnan(got[:, 3]).any()
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (n, 4)
+    if n > 1:
+        assert np.isnan(got[1, [0, 1, 2]]).all() and not np.isnan(got[:, 3]).any()

@@ -39,12 +39,15 @@ class _Known:
         self.rows: dict[Any, int] = {None: 0}
         self.table = np.empty((_CACHE_LIMIT + 1, len(_PARTS)), dtype=np.float64)
         self.table[0] = np.nan
+        self.parts: dict[Any, tuple[float, ...]] = {None: _NAN_ROW}
+        """The same rows as tuples, for a few values at a time (no NumPy call at all)."""
         self.size = 1
 
-    def add(self, text: str, parts: tuple[int, ...]) -> None:
+    def add(self, text: str, parts: tuple[float, ...]) -> None:
         if self.size > _CACHE_LIMIT:
             return
-        self.table[self.size] = parts  # the row first, then the key that points at it
+        self.table[self.size] = parts  # the row first, then the keys that point at it
+        self.parts[text] = parts
         self.rows[text] = self.size
         self.size += 1
 
@@ -62,14 +65,34 @@ def calendar_parts(values: Any, parts: tuple[str, ...] | list[str]) -> np.ndarra
     if isinstance(values, np.ndarray) and values.dtype == object:
         table = _iso_parts(values)
         if table is not None:
-            return table if tuple(parts) == _PARTS else table[:, _columns(tuple(parts))]
+            columns = _columns(tuple(parts))
+            return table if columns is None else table[:, columns]
     frame = pd.DataFrame({"x": values}, copy=False)
     return np.asarray(DatetimeParts(tuple(parts)).fit(frame).transform(frame))
 
 
+def part_rows(values: np.ndarray, parts: tuple[str, ...]) -> list[tuple[float, ...]] | None:
+    """The parts of a few object values, one tuple per row; None when not all plain ISO.
+
+    For small batches: dictionary lookups and tuples, where ``calendar_parts`` makes five
+    NumPy calls whose fixed cost (and the caches they evict) outweighs a few rows.
+    """
+    known, columns = _known.parts, _columns(parts)
+    rows = []
+    for text in values.tolist():
+        found = known.get(text) if isinstance(text, str | None) else None
+        if found is None:
+            found = _parse(text)
+            if found is None:
+                return None
+        rows.append(found if columns is None else tuple([found[c] for c in columns]))
+    return rows
+
+
 @functools.cache
-def _columns(parts: tuple[str, ...]) -> list[int]:
-    return [_PARTS.index(p) for p in parts]
+def _columns(parts: tuple[str, ...]) -> list[int] | None:
+    """Where each part is in a cached row; None when the parts are all of them, in order."""
+    return None if parts == _PARTS else [_PARTS.index(p) for p in parts]
 
 
 def _iso_parts(values: np.ndarray) -> np.ndarray | None:
@@ -102,12 +125,14 @@ def _parse(value: Any) -> tuple[float, ...] | None:
         stamp = datetime.fromisoformat(value[:16])
     except ValueError:  # well-formed but impossible, e.g. 2024-02-30
         return None
-    parts = (stamp.month, stamp.day, stamp.weekday(), stamp.hour, stamp.minute)
+    parts = tuple(
+        float(p) for p in (stamp.month, stamp.day, stamp.weekday(), stamp.hour, stamp.minute)
+    )
     with _lock:
         if _known.size > _CACHE_LIMIT:
             _known = _Known()
         _known.add(value, parts)
-    return tuple(float(p) for p in parts)
+    return parts
 
 
 def iso_stamps(values: Any) -> np.ndarray | None:
