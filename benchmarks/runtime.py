@@ -230,6 +230,9 @@ def report(results: dict[str, Any]) -> None:
                 _ratio(row["served_ratio"], row["served_range"]),
             )
         console.print(table)
+        decode = ", ".join(f"{b} rows {row['decode'] * int(b):,.0f}"
+                           for b, row in result["batches"].items())
+        console.print(f"decoding one request (µs): {decode}")
         extra = result["interference"]
         console.print(
             f"one-row run alone {extra['run alone']:.1f} µs; more after a pure-Python loop "

@@ -184,6 +184,8 @@ def _numbers_from_json(flat: np.ndarray, datatype: Datatype, where: str) -> np.n
     if datatype in INTEGERS:
         return _integers_from_json(flat, datatype, where)
     if kind in "iuf":
+        if target == np.float64:  # nothing overflows
+            return flat.astype(np.float64)
         source = flat.astype(np.float64)
     elif kind == "O" and all(_is_number(v) for v in flat.tolist()):
         source = np.array([np.nan if v is None else v for v in flat.tolist()], dtype=np.float64)
