@@ -42,6 +42,7 @@ CASES = {
     "fractions of a second": ["2024-03-01T10:11:12.123456", "2024-03-01 23:59:59.5"],
     "not ISO: pandas reads it as training does": ["03/01/2024", "2024-03-01"],
     "with a zone: pandas reads it as training does": ["2024-03-01T10:11:12+02:00"],
+    "second 60: missing, as training reads it": ["2024-03-01T10:11:60", "2024-03-01"],
 }
 
 
@@ -63,7 +64,7 @@ def test_part_rows_of_a_few_values_equal_training(parts: tuple[str, ...]) -> Non
 
 def test_part_rows_leave_what_is_not_plain_iso_to_pandas() -> None:
     for values in (["2024-03-01", "03/01/2024"], ["2024-02-30"], ["2024-03-01T10:11+02:00"],
-                   [b"2024-03-01"]):
+                   [b"2024-03-01"], ["2024-03-01T10:11:60"]):
         assert part_rows(column(values), PARTS) is None
 
 

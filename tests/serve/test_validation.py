@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlcanary.errors import InvalidInput
+from mlcanary.serve.dates import all_known, calendar_parts
 from mlcanary.serve.tensors import Datatype, Tensor
 from mlcanary.serve.validation import rows_from_tensors
 from mlcanary.signature import ColumnSpec, Signature
@@ -250,6 +251,21 @@ def test_bytes_must_be_utf8() -> None:
 )
 def test_values_the_column_kind_cannot_hold(bad: Tensor, expected: str) -> None:
     assert refused(good(**{bad.name: bad})) == expected
+
+
+def test_dates_read_before_pass_and_impossible_ones_are_refused_cached_or_not() -> None:
+    dates = ["2024-01-31", "2023-12-01 10:00", "2024-02-29"]
+    calendar_parts(np.asarray(dates, dtype=object), ("month",))  # now cached: valid
+    assert all_known(np.asarray([*dates, None], dtype=object))
+    rows_from_tensors(good(joined=tensor("joined", "BYTES", dates)), signature())
+    for text in ("2024-03-01T10:11:60", "2024-02-30"):
+        calendar_parts(np.asarray([text], dtype=object), ("month",))  # pandas: not cached
+        assert not all_known(np.asarray([text], dtype=object))
+        bad = tensor("joined", "BYTES", [*dates[:2], text])
+        assert refused(good(joined=bad)) == (
+            "input 'joined': expected dates or timestamps (e.g. '2024-01-31'), "
+            f"got {text!r} at row 2"
+        )
 
 
 def test_matrix_tensor_needs_an_all_number_model_and_says_why() -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from mlcanary.errors import InvalidInput
-from mlcanary.serve.dates import iso_stamps
+from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.tensors import FLOATS, INTEGERS, Datatype, Tensor
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind
@@ -340,7 +340,7 @@ _NUMBERS_OF_KIND: dict[ColumnKind, Callable[[_Column], tuple[ArrayLike, np.ndarr
 
 
 def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str) -> None:
-    if iso_stamps(texts) is not None:  # plain ISO dates: valid, no need for pandas
+    if all_known(texts) or iso_stamps(texts) is not None:  # plain ISO dates: no pandas
         return
     rows = np.flatnonzero(~missing)
     parsed = pd.to_datetime(pd.Series(texts[rows]), errors="coerce", format="mixed", utc=True)
