@@ -12,6 +12,10 @@ on one pinned core:
   extended by the class prior and the decision, the labels;
 * ``compiled`` and ``native``: the other runtimes, for context.
 
+It also prints what decoding one request costs, validation's check of a date column done
+by parsing every text against looking up texts read before, and how much slower a
+one-row ``run`` is after other work (see below).
+
 Each pair is timed two ways:
 
 * **alone**, in a tight loop: ONNX Runtime then runs with its code and trees hot in the
@@ -56,6 +60,7 @@ from sklearn.datasets import make_classification
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve.compiled import CompiledRuntime
+from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.runtime import NativeRuntime
@@ -191,6 +196,13 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
                 samples[b][method].append(seconds / b)
             progress.advance(task)
     progress.remove_task(task)
+    dated = [c.name for c in result.signature.columns if c.kind == "datetime"]
+    if dated:  # validation's date check: parse every text, or look up texts read before
+        texts = columns[dated[0]]
+        out["date check"] = {b: {name: t * 1e6 for name, t in interleaved({
+            "parse": lambda t=texts[:b]: iso_stamps(t),
+            "look up": lambda t=texts[:b]: all_known(t),
+        }, budget).items()} for b in BATCHES}
     out["interference"] = interference(raw, onnx.score_output, onnx.inputs(
         {name: values[:1] for name, values in columns.items()}), budget * 2)
     for b in BATCHES:
@@ -233,6 +245,10 @@ def report(results: dict[str, Any]) -> None:
         decode = ", ".join(f"{b} rows {row['decode'] * int(b):,.0f}"
                            for b, row in result["batches"].items())
         console.print(f"decoding one request (µs): {decode}")
+        if "date check" in result:
+            check = ", ".join(f"{b} rows {t['parse']:,.1f} -> {t['look up']:,.1f}"
+                              for b, t in result["date check"].items())
+            console.print(f"checking a date column (µs), parsed -> looked up: {check}")
         extra = result["interference"]
         console.print(
             f"one-row run alone {extra['run alone']:.1f} µs; more after a pure-Python loop "
