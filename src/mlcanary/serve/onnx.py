@@ -60,6 +60,8 @@ OPSET = 15
 Feed = Callable[[Rows], np.ndarray]
 """Raw rows -> the array one graph input takes."""
 
+NAN = float("nan")
+
 FEW = 16
 """Up to this many rows, masked numbers and dates are read through Python lists.
 
@@ -507,9 +509,6 @@ def _few_floats(arrays: list[Any]) -> np.ndarray:
         else:
             lists.append(values.tolist())
     return np.array(list(zip(*lists, strict=True)), dtype=np.float32)
-
-
-NAN = float("nan")
 
 
 def _date_input(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:

@@ -185,12 +185,9 @@ def _split_matrix(tensor: Tensor, signature: Signature) -> dict[str, _Column]:
 def _match_columns(inputs: Sequence[Tensor], signature: Signature) -> dict[str, _Column]:
     expected = signature.names(used_only=False)
     sent = [t.name for t in inputs]
-    if len(sent) == len(expected) and set(sent) == set(expected):
-        unknown = missing = []
-    else:
-        expected_set, sent_set = set(expected), set(sent)
-        unknown = [name for name in sent if name not in expected_set]
-        missing = [name for name in expected if name not in sent_set]
+    expected_set, sent_set = set(expected), set(sent)
+    unknown = [name for name in sent if name not in expected_set]
+    missing = [name for name in expected if name not in sent_set]
     if unknown:
         also = f"; missing {_listed(missing)}" if missing else ""
         raise InvalidInput(
