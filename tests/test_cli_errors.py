@@ -78,6 +78,12 @@ def bad_table(tmp_path: Path, good: pd.DataFrame, case: str) -> tuple[Path, list
     elif case == "time_not_a_time":
         write_csv(path, good)
         opts = ["--time-column", "colour"]
+    elif case == "unknown_id_column":
+        write_csv(path, good)
+        opts = ["--id-column", "user"]
+    elif case == "id_column_is_target":
+        write_csv(path, good)
+        opts = ["--id-column", "y"]
     elif case == "unknown_model":
         write_csv(path, good)
         opts = ["--model", "xgboost"]
@@ -113,6 +119,10 @@ CASES = {
     "all_missing_column": "column 'gone': all 120 values are missing",
     "mixed_types": "column 'x': mixes numbers (90% of values) with text ('n/a?')",
     "time_not_a_time": "--time-column 'colour': expected dates or timestamps",
+    "unknown_id_column": (
+        "--id-column 'user': no such column; expected one of ['x', 'colour', 'day']"
+    ),
+    "id_column_is_target": "--id-column must differ from --target",
     "unknown_model": "--model: expected one of lightgbm, logistic, random-forest; got 'xgboost'",
     "unknown_task": "--task: expected one of classification, regression; got 'ranking'",
     "both_thresholds": "give --min-precision or --min-recall, not both",
@@ -150,9 +160,9 @@ def test_unknown_model_name_in_models_listing(
 
 
 def test_unknown_option_is_a_usage_error(cli: Callable[..., Result], tmp_path: Path) -> None:
-    result = cli("train", "x.csv", "--target", "y", "--colour", "red")
+    result = cli("train", "x.csv", "--target", "y", "--xyzzy", "red")
     assert result.code == 2
-    assert result.stderr.strip().splitlines() == ["error: No such option: --colour"]
+    assert result.stderr.strip().splitlines() == ["error: No such option: --xyzzy"]
 
 
 def test_unknown_watch_part_names_the_choices(cli: Callable[..., Result]) -> None:

@@ -30,7 +30,7 @@ def test_drift_is_a_price_rise_with_the_same_table_at_zero() -> None:
 @pytest.mark.slow
 def test_demo_tells_the_whole_loop(cli: Callable[..., Result], home: Path) -> None:
     result = cli("demo", timeout=660)
-    assert result.code == 0, result.stderr
+    assert result.code == 0, result.stderr + _story({}, result.stdout, home)
     assert "Traceback" not in result.stderr
     out = result.stdout
     assert "registered churn version 1 (champion)" in out
@@ -39,9 +39,19 @@ def test_demo_tells_the_whole_loop(cli: Callable[..., Result], home: Path) -> No
              "PROMOTED version 2", "canary of version 3", "ROLLED BACK version 3"]
     positions = [out.find(text) for text in order]
     found = dict(zip(order, positions, strict=True))
-    assert -1 not in positions and positions == sorted(positions), found
-    assert " 0 requests failed; champion is now version 2" in out
+    assert -1 not in positions and positions == sorted(positions), _story(found, out, home)
+    assert " 0 requests failed; champion is now version 2" in out, _story(found, out, home)
     demo = home / "demo"
     for report in ("churn-v1.html", "churn-v2.html", "churn-v3.html", "churn-drift.html"):
         assert (demo / "reports" / report).exists(), report
     assert f"MLCANARY_HOME={demo} mlcanary status churn" in out.replace("\n", "")
+
+
+def _story(found: dict[str, int], out: str, home: Path) -> str:
+    """What a failed run told and what its server logged, besides the requests."""
+    log = home / "demo" / "server.log"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    told = [line for line in lines if "mlcanary.access" not in line]
+    return f"{found}\n--- the demo told:\n{out[-6000:]}\n--- its server logged:\n" + "\n".join(
+        told[-40:]
+    )

@@ -52,6 +52,10 @@ def train(
         None, "--reference-last",
         help="Drift reference from the last N rows only (default: every row).",
     ),
+    id_column: list[str] = typer.Option(
+        [], "--id-column",
+        help="An identifier column (repeatable): left out of the model, still accepted.",
+    ),
 ) -> None:
     """Cross-validate a model on DATA, register it in the MLflow registry, write its report."""
     from mlcanary.config import Settings
@@ -72,6 +76,7 @@ def train(
         min_precision=min_precision,
         min_recall=min_recall,
         promote=promote,
+        id_columns=tuple(id_column),
         seed=settings.seed,
         reference_last=reference_last,
     )

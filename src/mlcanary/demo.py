@@ -136,17 +136,22 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
             out.print(Rule("5. traffic like the training data; labels arrive as it goes"))
             _replay(client, make_churn(3000, seed=101), timeline, "normal traffic", out)
             out.print(Rule("6. drift arrives: a price rise brings shorter tenures, pricier plans"))
-            _replay(client, make_churn(60_000, seed=102, drift=0.6), timeline,
-                    "drifted traffic", out, until=lambda: timeline.happened("deploy"),
-                    limit_seconds=240)
+            if not _replay(client, make_churn(60_000, seed=102, drift=0.6), timeline,
+                           "drifted traffic", out, until=lambda: timeline.happened("deploy"),
+                           limit_seconds=240):
+                _explain(demo, out)
             out.print(Rule("7. the retrained challenger goes through the canary"))
-            _replay(client, make_churn(60_000, seed=103, drift=0.6), timeline, "canary",
-                    out, until=lambda: _finished(timeline), limit_seconds=180)
+            if not _replay(client, make_churn(60_000, seed=103, drift=0.6), timeline,
+                           "canary", out, until=lambda: _finished(timeline),
+                           limit_seconds=180):
+                _explain(demo, out)
             out.print(Rule("8. a broken challenger: labels inverted by a bad join"))
             broken = _train_broken(demo, err)
             _deploy(demo, broken)
-            _replay(client, make_churn(60_000, seed=104, drift=0.6), timeline, "canary",
-                    out, until=lambda: timeline.happened("rollback"), limit_seconds=150)
+            if not _replay(client, make_churn(60_000, seed=104, drift=0.6), timeline,
+                           "canary", out, until=lambda: timeline.happened("rollback"),
+                           limit_seconds=180):
+                _explain(demo, out)
             time.sleep(1.0)
             timeline.poll()
         finally:
@@ -204,8 +209,10 @@ def _train_champion(settings: Settings, out: Console, err: Console) -> None:
 
 
 def _replay(client: Any, frame: pd.DataFrame, timeline: Any, label: str, out: Console, *,
-            until: Callable[[], bool] | None = None, limit_seconds: float = 60.0) -> None:
-    """Send ``frame`` in 5-row requests at ``PACE`` rows/s, labels every 100 rows."""
+            until: Callable[[], bool] | None = None, limit_seconds: float = 60.0) -> bool:
+    """Send ``frame`` in 5-row requests at ``PACE`` rows/s, labels every 100 rows.
+
+    Returns whether ``until`` came true (always True without one)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     batch = 5
@@ -230,6 +237,19 @@ def _replay(client: Any, frame: pd.DataFrame, timeline: Any, label: str, out: Co
                 time.sleep(pause)
         client.flush_labels()
         timeline.poll()
+    return until is None or until()
+
+
+def _explain(settings: Settings, out: Console) -> None:
+    """What the monitor and the rollout say when a step of the story did not come."""
+    from mlcanary.control.policies import policy_rules
+    from mlcanary.control.status import status_document, status_renderable
+    from mlcanary.monitor.store import Store
+
+    with Store.from_settings(settings) as store:
+        document = status_document(store, DEMO_NAME, last=3, policies=policy_rules(settings))
+    out.print("[yellow]the story is late; where things stand now:[/]")
+    out.print(status_renderable(document))
 
 
 def _finished(timeline: Any) -> bool:

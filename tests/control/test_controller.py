@@ -59,8 +59,10 @@ def rig(template: Path, tmp_path: Path) -> Iterator[Rig]:
 
 def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int = 400,
             errors: float = 0.0, slow: float = 1.0, invert: bool = False,
-            split: dict[str, float] | None = None, seed: int = 0) -> list[tuple[str, str, int]]:
-    """Requests over ``[start, start + seconds)`` split as ``split`` (default: the weights)."""
+            split: dict[str, float] | None = None, seed: int = 0,
+            logged: bool = True) -> list[tuple[str, str, int]]:
+    """Requests over ``[start, start + seconds)`` split as ``split`` (default: the weights);
+    ``logged=False`` counts them but leaves their predictions unwritten (a lagging log)."""
     rng = np.random.default_rng([seed, 99])  # not make_churn's stream: no correlation
     weights = split or d.weights
     frame = make_churn(rows, seed=seed)
@@ -68,6 +70,9 @@ def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int 
     names = list(weights)
     chosen = rng.choice(names, size=rows, p=[weights[n] / 100 for n in names])
     signature = rig.runtime.signature
+    table = columns_from_frame(frame.drop(columns="churned"), signature)
+    every = rig.runtime.predict(table)  # one batch: equal to row by row (the runtime contract)
+    assert every.proba is not None
     for i, variant in enumerate(chosen):
         version = d.versions()[variant]
         ts = start + seconds * i / rows
@@ -76,10 +81,8 @@ def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int 
         counter.record("churn", variant, version, latency, failed, d.epoch)
         if failed:
             continue
-        columns = columns_from_frame(frame.iloc[[i]].drop(columns="churned"), signature)
-        prediction = rig.runtime.predict(columns)
-        proba = prediction.proba
-        assert proba is not None
+        columns = {name: values[i:i + 1] for name, values in table.items()}
+        proba = every.proba[i:i + 1]
         if invert and variant == "challenger":
             proba = proba[:, ::-1]
         predicted = np.asarray(signature.classes)[proba.argmax(axis=1)]
@@ -87,7 +90,8 @@ def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int 
         records.append(PredictionRecord(request_id, ts, "churn", version, columns, predicted,
                                         proba, signature.classes, latency * 1000, variant))
         served.append((request_id, variant, int(frame["churned"].iloc[i])))
-    rig.store.write_predictions(records)
+    if logged:
+        rig.store.write_predictions(records)
     TrafficLog(rig.store).write(counter.drain(), ts=start + seconds / 2)
     return served
 
@@ -164,6 +168,17 @@ def test_too_little_traffic_waits_and_a_second_controller_does_not_double_step(r
     second = other.tick(now=d.last_check + 20)
     assert [c.action for c in first] == ["step"] and second == []
     assert [e.kind for e in rig.log.events("churn")] == ["deploy", "step"]
+
+
+def test_counted_requests_whose_predictions_are_not_logged_yet_hold_the_step(rig: Rig) -> None:
+    d = rig.deploy(steps=[50, 100])
+    traffic(rig, d, d.last_check + 2, 6, invert=True, logged=False)
+    assert rig.controller.tick(now=d.last_check + 10) == []  # counts alone: no step
+    assert [e.kind for e in rig.log.events("churn")] == ["deploy"]
+    traffic(rig, d, d.last_check + 10, 6, invert=True, seed=4)
+    (check,) = rig.controller.tick(now=d.last_check + 20)
+    failed = {g.gate for g in check.gates if g.passed is False}
+    assert check.action == "check_failed" and "divergence" in failed
 
 
 def test_labels_that_show_a_worse_challenger_roll_it_back(rig: Rig) -> None:

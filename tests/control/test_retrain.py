@@ -25,6 +25,7 @@ from mlcanary.serve.validation import columns_from_frame
 from mlcanary.signature import Signature
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
+from mlcanary.train.schema import is_identifier
 from mlcanary.train.spec import TrainSpec
 from tests.conftest import cli_runner
 
@@ -137,6 +138,11 @@ def test_a_firing_policy_retrains_on_source_and_the_fired_log_window_and_starts_
     np.testing.assert_allclose(np.sort(reference["monthly_charges"].to_numpy(float)),
                                np.sort(drifted["monthly_charges"].to_numpy(float)))
     assert version.tags["mlcanary.trigger"] == "policy:drifting"
+    # The log repeats the source's customer IDs: still the champion's identifier, not a
+    # category the new version would refuse new customers by.
+    new = Signature.from_dict(ModelRegistry(settings).bundle("churn", 2, "signature.json"))
+    assert table["customer_id"].nunique() < 0.95 * len(table)
+    assert is_identifier({c.name: c for c in new.columns}["customer_id"])
     assert deployment is not None and deployment.active
     assert (deployment.strategy, deployment.challenger, deployment.champion) == ("canary", 2, 1)
     assert deployment.weights["challenger"] == 10.0

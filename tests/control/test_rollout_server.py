@@ -19,6 +19,7 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.control.deployments import Deployment, DeploymentLog
+from mlcanary.control.gates import DIVERGENCE_PSI
 from mlcanary.demo import make_churn
 from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
@@ -169,7 +170,7 @@ def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) 
     assert sum(kind == "check_failed" for kind, _ in kinds) <= 1  # max_failures = 2
     gates = events(home)[-1]["cause"]["gates"]  # type: ignore[index]
     (divergence,) = [g for g in gates if g["gate"] == "divergence"]
-    assert divergence["passed"] is False and divergence["psi"] >= 0.25
+    assert divergence["passed"] is False and divergence["psi"] >= DIVERGENCE_PSI
     registry = ModelRegistry(Settings(home=home))
     assert registry.alias_version("churn", "champion") == 1
     assert registry.alias_version("churn", "challenger") is None

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from mlcanary.errors import InvalidInput
-from mlcanary.train.schema import check_time_column, infer_column, infer_signature
+from mlcanary.train.schema import (
+    check_time_column,
+    infer_column,
+    infer_signature,
+    is_identifier,
+)
 
 
 def frame(n: int = 200) -> pd.DataFrame:
@@ -54,6 +59,18 @@ def test_dropped_columns_say_why_and_datetimes_say_which_parts() -> None:
     assert by_name["when"].datetime_parts == ["month", "day_of_week", "day", "hour"]
     assert len(notes) == 4
     assert by_name["colour"].categories == ["blue", "green", "red"]
+
+
+def test_columns_told_to_be_identifiers_are_left_out_whatever_their_values() -> None:
+    table = frame().assign(user_key=lambda f: f["user_key"].str[:4])  # repeats: a category
+    assert {c.name: c.used for c in infer_signature(table, "y", "classification").columns}[
+        "user_key"]
+    sig = infer_signature(table, "y", "classification", ids=("user_key", "amount"))
+    by_name = {c.name: c for c in sig.columns}
+    for name in ("user_key", "amount", "row_id"):
+        assert not by_name[name].used and is_identifier(by_name[name]), name
+    assert by_name["user_key"].categories is None  # nothing to refuse unseen IDs by
+    assert not is_identifier(by_name["const"]) and by_name["colour"].used
 
 
 def test_constant_column_with_gaps_is_kept_for_its_missingness() -> None:

@@ -208,6 +208,7 @@ def _brief(deployment: Deployment) -> dict[str, Any]:
         "weights": deployment.weights,
         "step": deployment.step,
         "failures": deployment.failures,
+        "max_failures": deployment.max_failures,
     }
 
 

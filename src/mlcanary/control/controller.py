@@ -8,9 +8,11 @@ within one poll, and write their counts within one flush). Then:
 * the quality test says the challenger is worse -> rollback at once;
 * a fast, divergence or drift gate fails (drift: more often on the challenger's traffic
   than on the champion's) -> one failure; ``max_failures`` -> rollback;
-* every gate with data passes (the fast gate must have data) -> canary: next step, or
-  promotion after the last; A/B: promotion when the quality test says better;
-* otherwise (not enough traffic yet) nothing happens and the interval grows.
+* every gate with data passes (the fast gate must have data, and the prediction log
+  must hold the requests counted) -> canary: next step, or promotion after the last;
+  A/B: promotion when the quality test says better;
+* otherwise (not enough traffic yet, or its predictions not yet written) nothing
+  happens and the interval grows.
 
 Each decision is saved with the revision it read, so a restarted or second controller
 never takes a step twice, and each leaves an event with the gates' numbers.
@@ -149,8 +151,8 @@ class Controller:
             self.deployments.save(after, self._event(d, after, "check_failed", gates))
             return Check(d.model, "check_failed", gates)
         fast = next(g for g in gates if g.gate == "fast")
-        if fast.passed is None:
-            return None  # not enough traffic: wait, the interval grows
+        if fast.passed is None or _log_behind(counts, frames):
+            return None  # not enough evidence yet: wait, the interval grows
         if d.strategy == "ab":
             if verdict == "challenger_better":
                 return self._promote(d, gates)
@@ -222,6 +224,20 @@ class Controller:
         if key not in self._signatures:
             self._signatures[key] = load_facts(self.registry, model, version).signature
         return self._signatures[key]
+
+
+def _log_behind(counts: dict[str, Counts], frames: dict[str, pd.DataFrame]) -> bool:
+    """Whether a variant counted enough requests but the prediction log holds too few rows.
+
+    Requests are counted on the request path and their predictions written off it, so
+    under load the log trails the counts. Stepping then would promote on the fast gate
+    alone, with nothing to say whether the challenger's scores agree with the champion's.
+    """
+    return any(
+        counts[variant].requests - counts[variant].errors >= MIN_REQUESTS
+        and len(frames[variant]) < MIN_REQUESTS
+        for variant in frames
+    )
 
 
 class _Pinned(DeploymentLog):

@@ -156,6 +156,7 @@ def retrain(
     from mlcanary.progress import Steps
     from mlcanary.train.data import read_table
     from mlcanary.train.publish import train_and_register
+    from mlcanary.train.schema import is_identifier
     from mlcanary.train.spec import TrainSpec
 
     registry = ModelRegistry(settings)
@@ -196,8 +197,11 @@ def retrain(
             "champion": champion,
             "reference_last": recent,  # the drift reference: these last (log) rows
         }
+        ids = tuple(c.name for c in signature.columns if is_identifier(c)
+                    ) if signature is not None else ()
         spec = TrainSpec.parse(data=path, target=plan.target, name=plan.model,
-                               **{"seed": settings.seed, "reference_last": recent, **plan.train})
+                               **{"seed": settings.seed, "reference_last": recent,
+                                  "id_columns": ids, **plan.train})
         tags = {"mlcanary.retrain": json.dumps(lineage, default=str),
                 "mlcanary.trigger": trigger.actor}
         _, version, report = train_and_register(spec, settings, steps or Steps(None), tags)

@@ -101,7 +101,9 @@ def train(spec: TrainSpec, settings: Settings, steps: Steps | None = None) -> Tr
         require_column(frame, spec.group_column, "--group-column")
     target = prepare_target(frame, spec.target, spec.task, spec.folds, print_)
     X, y, task = target.X, target.y, target.task
-    signature = infer_signature(X, spec.target, task, warn=print_)
+    for column in spec.id_columns:
+        require_column(X, column, "--id-column")
+    signature = infer_signature(X, spec.target, task, warn=print_, ids=spec.id_columns)
     groups = None
     if spec.group_column:
         groups = X[spec.group_column].astype(str).to_numpy()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,10 @@ def infer_signature(
     target: str,
     task: Task,
     warn: Callable[[str], None] | None = None,
+    ids: Collection[str] = (),
 ) -> Signature:
-    """Decide the role of every non-target column.
+    """Decide the role of every non-target column; ``ids`` are identifiers, whatever
+    their values look like.
 
     ``warn`` is called with a message for each column that is dropped or transformed
     in a way the user should know about.
@@ -39,7 +41,11 @@ def infer_signature(
     for name in frame.columns:
         if name == target:
             continue
-        columns.append(infer_column(frame[name]))
+        spec = infer_column(frame[name])
+        if name in ids and spec.used:
+            spec.used, spec.categories = False, None
+            spec.note = "identifier (as told): left out of the model, still accepted and profiled"
+        columns.append(spec)
     if warn is not None:  # only once every column passed, so an error stands alone
         for spec in columns:
             if spec.note:
@@ -90,6 +96,11 @@ def infer_column(series: pd.Series) -> ColumnSpec:
             "still accepted and profiled"
         )
     return spec
+
+
+def is_identifier(spec: ColumnSpec) -> bool:
+    """Whether the column was left out of the model as an identifier (found or told)."""
+    return not spec.used and spec.note.startswith(("ID-like", "identifier"))
 
 
 def to_datetime(values: pd.Series) -> pd.Series:

@@ -33,6 +33,10 @@ class TrainSpec(BaseModel):
     reference_last: int | None = Field(default=None, ge=1)
     """Draw the drift reference from the last N rows only (after time ordering): the
     recent production rows a retrain adds, rather than the data they replaced."""
+    id_columns: tuple[str, ...] = ()
+    """Identifiers whatever their values look like: left out of the model, still accepted
+    and profiled. A retrain passes the champion's, so that an ID column repeated across
+    the log's rows does not become a category the new version would refuse new IDs of."""
 
     @field_validator("name")
     @classmethod
@@ -49,6 +53,8 @@ class TrainSpec(BaseModel):
             raise ValueError("give --time-column or --group-column, not both")
         if self.time_column is not None and self.time_column == self.target:
             raise ValueError("--time-column must differ from --target")
+        if self.target in self.id_columns:
+            raise ValueError("--id-column must differ from --target")
         return self
 
     @property
