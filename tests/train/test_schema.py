@@ -55,6 +55,7 @@ def test_dropped_columns_say_why_and_datetimes_say_which_parts() -> None:
     sig = infer_signature(frame(), "y", "classification", warn=notes.append)
     by_name = {c.name: c for c in sig.columns}
     assert "ID-like" in by_name["user_key"].note and "ID-like" in by_name["row_id"].note
+    assert by_name["user_key"].categories is None  # 200 IDs are not a category list
     assert "constant" in by_name["const"].note
     assert by_name["when"].datetime_parts == ["month", "day_of_week", "day", "hour"]
     assert len(notes) == 4

@@ -90,7 +90,7 @@ def infer_column(series: pd.Series) -> ColumnSpec:
             "still accepted and profiled"
         )
     elif _is_id_like(name, kind, values, n_unique):
-        spec.used = False
+        spec.used, spec.categories = False, None  # no list to refuse new IDs by
         spec.note = (
             f"ID-like ({n_unique} distinct values in {len(values)} rows): dropped from the model, "
             "still accepted and profiled"
