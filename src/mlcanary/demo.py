@@ -132,26 +132,28 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
         out.print(f"serving at {url} (log: {home / 'server.log'}); policy {home / 'policies.toml'}")
         timeline = Timeline(demo, DEMO_NAME, out)
         client = Client(url, DEMO_NAME, "customer_id", "churned")
+
+        def until(label: str, frame: pd.DataFrame, event: Callable[[], bool],
+                  limit_seconds: float) -> None:
+            """Replay ``frame`` until ``event``; if it is late, say where things stand."""
+            if not _replay(client, frame, timeline, label, out, until=event,
+                           limit_seconds=limit_seconds):
+                _explain(demo, out)
+
         try:
             out.print(Rule("5. traffic like the training data; labels arrive as it goes"))
             _replay(client, make_churn(3000, seed=101), timeline, "normal traffic", out)
             out.print(Rule("6. drift arrives: a price rise brings shorter tenures, pricier plans"))
-            if not _replay(client, make_churn(60_000, seed=102, drift=0.6), timeline,
-                           "drifted traffic", out, until=lambda: timeline.happened("deploy"),
-                           limit_seconds=240):
-                _explain(demo, out)
+            until("drifted traffic", make_churn(60_000, seed=102, drift=0.6),
+                  lambda: timeline.happened("deploy"), 240)
             out.print(Rule("7. the retrained challenger goes through the canary"))
-            if not _replay(client, make_churn(60_000, seed=103, drift=0.6), timeline,
-                           "canary", out, until=lambda: _finished(timeline),
-                           limit_seconds=180):
-                _explain(demo, out)
+            until("canary", make_churn(60_000, seed=103, drift=0.6),
+                  lambda: _finished(timeline), 180)
             out.print(Rule("8. a broken challenger: labels inverted by a bad join"))
             broken = _train_broken(demo, err)
             _deploy(demo, broken)
-            if not _replay(client, make_churn(60_000, seed=104, drift=0.6), timeline,
-                           "canary", out, until=lambda: timeline.happened("rollback"),
-                           limit_seconds=180):
-                _explain(demo, out)
+            until("canary", make_churn(60_000, seed=104, drift=0.6),
+                  lambda: timeline.happened("rollback"), 180)
             time.sleep(1.0)
             timeline.poll()
         finally:

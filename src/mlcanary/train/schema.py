@@ -20,6 +20,8 @@ The absolute time (year, epoch) is left out on purpose: it only extrapolates.
 
 _DATELIKE = re.compile(r"^\s*\d{1,4}[-/.:]\d{1,2}")
 _ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
+_FOUND_ID, _TOLD_ID = "ID-like", "identifier (as told)"
+"""How an identifier's note begins (``is_identifier`` reads it, in old signatures too)."""
 _TRUE = frozenset({"true", "yes"})
 _FALSE = frozenset({"false", "no"})
 
@@ -44,7 +46,7 @@ def infer_signature(
         spec = infer_column(frame[name])
         if name in ids and spec.used:
             spec.used, spec.categories = False, None
-            spec.note = "identifier (as told): left out of the model, still accepted and profiled"
+            spec.note = f"{_TOLD_ID}: left out of the model, still accepted and profiled"
         columns.append(spec)
     if warn is not None:  # only once every column passed, so an error stands alone
         for spec in columns:
@@ -92,15 +94,15 @@ def infer_column(series: pd.Series) -> ColumnSpec:
     elif _is_id_like(name, kind, values, n_unique):
         spec.used, spec.categories = False, None  # no list to refuse new IDs by
         spec.note = (
-            f"ID-like ({n_unique} distinct values in {len(values)} rows): dropped from the model, "
-            "still accepted and profiled"
+            f"{_FOUND_ID} ({n_unique} distinct values in {len(values)} rows): dropped from the "
+            "model, still accepted and profiled"
         )
     return spec
 
 
 def is_identifier(spec: ColumnSpec) -> bool:
     """Whether the column was left out of the model as an identifier (found or told)."""
-    return not spec.used and spec.note.startswith(("ID-like", "identifier"))
+    return not spec.used and spec.note.startswith((_FOUND_ID, _TOLD_ID))
 
 
 def to_datetime(values: pd.Series) -> pd.Series:
