@@ -423,7 +423,9 @@ def deploy(
         None, "--steps", help="Canary weights, e.g. 1,5,10,25,50,100."
     ),
     interval: str = typer.Option("60s", "--interval", help="Time between gate checks."),
-    max_failures: int = typer.Option(2, "--max-failures", help="Failed checks before rollback."),
+    max_failures: int = typer.Option(
+        2, "--max-failures", help="Failed checks (in all) before rollback."
+    ),
     weights: str | None = typer.Option(None, "--weights", help="A/B split, e.g. 50,50."),
     mirror_percent: float = typer.Option(100.0, "--mirror-percent", help="Shadow: share copied."),
     key_column: str | None = typer.Option(None, "--key-column", help="Sticky-assignment column."),

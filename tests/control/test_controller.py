@@ -146,6 +146,25 @@ def test_a_broken_challenger_is_rolled_back_within_max_failures(
     assert numbers["passed"] is False and reason in numbers["reason"]
 
 
+def test_failed_checks_count_over_the_whole_rollout_not_since_the_last_pass(rig: Rig) -> None:
+    """A slow challenger whose latency passes once by chance: the pass takes a step but
+    keeps its failed check, so its next failure is the second and rolls it back."""
+    d = rig.deploy(steps=[20, 50, 100], max_failures=2)
+    now = d.last_check
+    seen = []
+    for k, broken in enumerate([{"slow": 5.0}, {}, {"slow": 5.0}]):
+        current = rig.log.get("churn")
+        assert current is not None
+        traffic(rig, current, now + 2, 6, seed=20 + k, **broken)  # type: ignore[arg-type]
+        now += 10
+        (check,) = rig.controller.tick(now=now)
+        seen.append(check.action)
+    assert seen == ["check_failed", "step", "rollback"]
+    (stepped,) = [e for e in rig.log.events("churn") if e.kind == "step"]
+    assert stepped.after is not None and stepped.after["failures"] == 1
+    assert rig.registry.alias_version("churn", "champion") == 1
+
+
 def test_a_skewed_split_pauses_the_rollout_and_never_promotes(rig: Rig) -> None:
     d = rig.deploy(steps=[50, 100])
     traffic(rig, d, d.last_check + 2, 6, rows=600, split={"champion": 80, "challenger": 20})

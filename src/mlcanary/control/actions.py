@@ -100,13 +100,16 @@ def deploy(
 def step(
     log: DeploymentLog, deployment: Deployment, cause: dict[str, Any], now: float | None = None
 ) -> Deployment:
-    """Canary: move the challenger to the next weight (the controller promotes after 100%)."""
+    """Canary: move the challenger to the next weight (the controller promotes after 100%).
+
+    Failed checks are kept: ``max_failures`` counts over the whole rollout, so a challenger
+    that is bad but sometimes passes (a noisy latency gate) cannot reset its count by it.
+    """
     index = deployment.step + 1
     share = deployment.steps[index]
     after = deployment.evolve(
         step=index,
         weights={"champion": 100.0 - share, "challenger": share},
-        failures=0,
         last_check=time.time() if now is None else now,
         checks=deployment.checks + 1,
         epoch=deployment.epoch + 1,

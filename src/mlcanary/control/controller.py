@@ -7,7 +7,8 @@ within one poll, and write their counts within one flush). Then:
 * sample-ratio mismatch -> the rollout is paused (assignment is broken; a person looks);
 * the quality test says the challenger is worse -> rollback at once;
 * a fast, divergence or drift gate fails (drift: more often on the challenger's traffic
-  than on the champion's) -> one failure; ``max_failures`` -> rollback;
+  than on the champion's) -> one failure; ``max_failures`` of them in the rollout (a
+  passed check does not wipe one out) -> rollback;
 * every gate with data passes (the fast gate must have data, and the prediction log
   must hold the requests counted) -> canary: next step, or promotion after the last;
   A/B: promotion when the quality test says better;
