@@ -13,7 +13,7 @@ from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime, Unsupported, float_column
-from mlcanary.serve.onnx import FEW, OnnxRuntime, _float_input
+from mlcanary.serve.onnx import OnnxRuntime, _float_input, _one_float_row
 from mlcanary.serve.runtime import NativeRuntime, Prediction
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
@@ -37,6 +37,24 @@ CASES = {
     "diabetes-lightgbm": (lambda: load_diabetes(as_frame=True).frame, "target", "lightgbm"),
     "diabetes-ridge": (lambda: load_diabetes(as_frame=True).frame, "target", "logistic"),
 }
+
+
+def gapped(columns: dict[str, object]) -> dict[str, object]:
+    """Validated churn columns with a gap of every kind (text, date, integer, boolean,
+    number), as the "treat unseen as missing" policy and nullable columns make them."""
+    out: dict[str, object] = dict(columns)
+    for name, step in (("plan", 7), ("city", 3), ("signup_date", 11)):
+        texts = np.array(columns[name], dtype=object)
+        texts[::step] = None
+        out[name] = texts
+    for name, dtype, step in (("tenure_months", "Int64", 5), ("autopay", "boolean", 4)):
+        values = pd.array(columns[name], dtype=dtype)
+        values[::step] = None
+        out[name] = values
+    charges = np.array(columns["monthly_charges"], dtype=np.float64)
+    charges[::6] = np.nan
+    out["monthly_charges"] = charges
+    return out
 
 
 def named_iris() -> pd.DataFrame:
@@ -85,6 +103,10 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
             assert diff < 1e-5 or "onnx: differed by" in why, why
             continue
         few = [{name: values[:n] for name, values in columns.items()} for n in (1, 13)]
+        if case.startswith("churn"):  # validated columns with gaps; row 0 has one in each
+            gappy = gapped(columns)
+            few += [gappy, *({name: values[i:i + 1] for name, values in gappy.items()}
+                             for i in (0, 1))]
         for batch in (rows, columns, *few):
             want, got = native.predict(batch), fast.predict(batch)
             np.testing.assert_allclose(scores(got), scores(want), rtol=0, atol=tolerance)
@@ -123,7 +145,7 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
         assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
 
 
-@pytest.mark.parametrize("n", [1, 4, FEW, FEW + 1, 200])  # through lists, and vectorised
+@pytest.mark.parametrize("n", [1, 4, 16, 17, 200])
 def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n: int) -> None:
     def repeat(values: list[object]) -> list[object]:
         return (values * n)[:n]
@@ -135,9 +157,13 @@ def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n
         "g": pd.array(repeat([4, 5, 6, 7]), dtype="Int64"),
     }
     names = list(rows)
-    got = _float_input(rows, names)
-    want = np.column_stack([float_column(rows[name]) for name in names]).astype(np.float32)
+    got = _float_input(rows, names)  # one row per column: the graph transposes it
+    want = np.array([float_column(rows[name]) for name in names], dtype=np.float32)
     np.testing.assert_array_equal(got, want)
-    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (n, 4)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (4, n)
     if n > 1:
-        assert np.isnan(got[1, [0, 1, 2]]).all() and not np.isnan(got[:, 3]).any()
+        assert np.isnan(got[[0, 1, 2], 1]).all() and not np.isnan(got[3]).any()
+    one = _one_float_row({name: values[:1] for name, values in rows.items()}, names)
+    assert one is not None
+    np.testing.assert_array_equal(one, want[:, :1])
+    assert one.dtype == np.float32 and one.flags.c_contiguous and one.shape == (4, 1)

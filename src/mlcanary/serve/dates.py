@@ -24,6 +24,8 @@ from mlcanary.train.transformers import DatetimeParts
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?\Z")
 _PARTS = ("month", "day", "day_of_week", "hour", "minute")
+DATE_PARTS = _PARTS
+"""The parts the cache holds for each date, in the order of its rows."""
 _CACHE_LIMIT = 65_536
 _NAN_ROW = (np.nan,) * len(_PARTS)
 
@@ -88,6 +90,27 @@ def part_rows(values: np.ndarray, parts: tuple[str, ...]) -> list[tuple[float, .
                 return None
         rows.append(found if columns is None else tuple([found[c] for c in columns]))
     return rows
+
+
+def all_parts(values: Any) -> np.ndarray:
+    """[n, 5] float64: every part of ``DATE_PARTS``, in that order (NaN where missing).
+
+    Plain ISO texts are one lookup each into the cache's table and one ``take``, with no
+    column picked or converted (the ONNX graph picks the parts its model uses)."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        known = _known  # one cache throughout, even if a full one is replaced meanwhile
+        try:  # the common case, every text read before: a list of rows, one C call
+            return known.table.take([known.rows[text] for text in values.tolist()], axis=0)
+        except (KeyError, TypeError):  # a text not read yet, or an unhashable value
+            table = _iso_parts(values)
+            if table is not None:
+                return table
+    return calendar_parts(values, _PARTS)
+
+
+def one_part_row(text: Any) -> tuple[float, ...] | None:
+    """Every part of one value read before (None otherwise: the caller reads it fully)."""
+    return _known.parts.get(text) if isinstance(text, str | None) else None
 
 
 @functools.cache

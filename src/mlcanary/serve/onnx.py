@@ -14,9 +14,13 @@ preprocessing graph is written here, step by step, from each fitted step's param
 
 The model itself comes from the converters: onnxmltools for LightGBM (the booster cut at
 its early-stopped iteration first, since trees past it are kept but never used) and
-skl2onnx for the linear models. The graph takes one input per ColumnTransformer branch;
-text goes in as strings, with missing values as ``MISSING``. Calendar parts of datetime
-columns are computed before the graph (ONNX cannot parse dates).
+skl2onnx for the linear models. The graph takes one input per ColumnTransformer branch,
+each in the layout the validated columns give with the fewest NumPy calls (see "inputs"
+below): numbers as one float32 row per column, transposed by the graph; dates as every
+calendar part the date cache holds, picked and cast by the graph (ONNX cannot parse
+dates); text as strings, with missing values as ``MISSING``. A lone row (a single
+client's request) is read value by value, with one NumPy call per input, and ``run``
+goes straight to the session's C++ binding (see ``_bound_run``).
 
 The class prior of a reweighted model goes into the tree ensemble's base values (see
 ``_trees_alone``); after the model the graph takes the decision (see ``_decided``), so one
@@ -41,7 +45,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.serve.compiled import Unsupported, float_column, unwrap
-from mlcanary.serve.dates import calendar_parts, part_rows
+from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
 from mlcanary.serve.runtime import Prediction, Rows
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
@@ -60,15 +64,10 @@ OPSET = 15
 Feed = Callable[[Rows], np.ndarray]
 """Raw rows -> the array one graph input takes."""
 
+OneRow = Callable[[Rows], "np.ndarray | None"]
+"""The same for validated columns of one row; None when the row needs the general path."""
+
 NAN = float("nan")
-
-FEW = 16
-"""Up to this many rows, masked numbers and dates are read through Python lists.
-
-Each NumPy call costs ~1 µs, and a handful of different ones before a ``run`` evict
-enough of ONNX Runtime's code and trees from the caches to slow that run by tens of µs;
-up to 16 rows (measured on the churn model: 1.7x faster at one row, 1.2x at 16, slower
-at 32) lists and one NumPy call are cheaper."""
 
 
 class OnnxRuntime:
@@ -84,9 +83,14 @@ class OnnxRuntime:
         self.classes = native.classes
         graph = _Graph()
         self.feeds: list[tuple[str, Feed]] = []
+        self.rows: list[tuple[str, OneRow]] = []
+        """The same inputs for one row, the lone client's request (None: use ``feeds``)."""
         for index, (_, steps, columns) in enumerate(model[0].transformers_):
             if steps != "drop":
-                self.feeds.append(graph.branch(f"b{index}", steps, columns))
+                name, feed, row = graph.branch(f"b{index}", steps, columns)
+                self.feeds.append((name, feed))
+                self.rows.append((name, row))
+                self.first_column = columns[0]
         width = graph.concat()
         self.scores = graph.model(_estimator(model[-1], width))
         """Preprocessing and estimator: the graph a raw ONNX Runtime caller would run."""
@@ -106,13 +110,20 @@ class OnnxRuntime:
             self.proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         self.outputs = [o.name for o in self.proto.graph.output]
+        self._run = _bound_run(self.session)
 
     def inputs(self, rows: Rows) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch (what a raw ONNX Runtime caller would pass)."""
+        if not isinstance(rows, pd.DataFrame):
+            first = rows[self.first_column]
+            if len(first) == 1:
+                one = {name: row(rows) for name, row in self.rows}
+                if all(value is not None for value in one.values()):
+                    return cast(dict[str, np.ndarray], one)
         return {name: feed(rows) for name, feed in self.feeds}
 
     def predict(self, rows: Rows) -> Prediction:
-        out = self.session.run(self.outputs, self.inputs(rows))
+        out = self._run(self.outputs, self.inputs(rows), None)
         if self.classes is None:
             return Prediction(out[0], None)
         return Prediction(self.classes[out[0]], out[1])
@@ -155,25 +166,36 @@ class _Graph:
         )
         return name
 
-    def branch(self, name: str, steps: Any, columns: list[str]) -> tuple[str, Feed]:
+    def branch(self, name: str, steps: Any, columns: list[str]) -> tuple[str, Feed, OneRow]:
         chain = [step for _, step in steps.steps] if isinstance(steps, Pipeline) else [steps]
         first, rest = chain[0], chain[1:]
         if isinstance(first, ToFloat):
             feed: Feed = lambda rows: _float_input(rows, columns)  # noqa: E731
-            self._input(name, TensorProto.FLOAT, len(columns))
-            self.blocks.append(self._numeric(name, rest, len(columns)))
+            row: OneRow = lambda rows: _one_float_row(rows, columns)  # noqa: E731
+            self.inputs.append(
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, [len(columns), None])
+            )
+            x = self.node("Transpose", [name], "rows", perm=[1, 0])
+            self.blocks.append(self._numeric(x, rest, len(columns)))
         elif isinstance(first, DatetimeParts):
             parts = first.parts
-            feed = lambda rows: _date_input(rows, columns, parts)  # noqa: E731
-            self._input(name, TensorProto.FLOAT, len(columns) * len(parts))
-            self.blocks.append(self._numeric(name, rest, len(columns) * len(parts)))
+            feed = lambda rows: _date_input(rows, columns)  # noqa: E731
+            row = lambda rows: _one_date_row(rows, columns)  # noqa: E731
+            self._input(name, TensorProto.DOUBLE, len(columns) * len(DATE_PARTS))
+            picked = [k * len(DATE_PARTS) + DATE_PARTS.index(p)
+                      for k in range(len(columns)) for p in parts]
+            chosen = self.node("Gather", [name, self.constant(np.asarray(picked), "parts")],
+                               "parts", axis=1)
+            x = self.node("Cast", [chosen], "tofloat", to=TensorProto.FLOAT)
+            self.blocks.append(self._numeric(x, rest, len(picked)))
         elif isinstance(first, AsText):
             feed = lambda rows: _text_input(rows, columns)  # noqa: E731
+            row = lambda rows: _one_text_row(rows, columns)  # noqa: E731
             self._input(name, TensorProto.STRING, len(columns))
             self.blocks.append(self._text(name, rest, len(columns)))
         else:
             raise Unsupported(f"step {type(first).__name__}")
-        return name, feed
+        return name, feed, row
 
     def _input(self, name: str, dtype: int, width: int) -> None:
         self.inputs.append(helper.make_tensor_value_info(name, dtype, [None, width]))
@@ -461,78 +483,107 @@ def _extended(scores: ModelProto, graph: _Graph, outputs: list[Any]) -> ModelPro
 
 
 # -- inputs ------------------------------------------------------------------------------------
+#
+# Each input is laid out the way the validated columns give it most cheaply, and the
+# graph's first node (``Transpose``, ``Gather``) makes the layout the model wants: a
+# NumPy call costs ~1 µs here, about what ONNX Runtime takes for such a node.
 
 
 def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
+    """[k, n] float32, one row per column (the graph transposes it), NaN in the gaps."""
     if isinstance(rows, pd.DataFrame):
         frame = rows[columns]
         if all(dtype.kind == "f" for dtype in frame.dtypes):
-            return frame.to_numpy(dtype=np.float32)
+            return np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T)
     else:
-        # The common case in one C call (~3 µs for 30 columns, against ~15 column by
-        # column): validated numbers are float64 arrays, integers and booleans masked
-        # arrays whose data is converted with the rest and whose gaps are set after.
-        arrays = [rows[name] for name in columns]
-        kinds = set(map(type, arrays))
-        if kinds == {np.ndarray}:
-            n = len(arrays[0])
-            if n < 128:  # one flat copy and one transposing cast: ~0.6 µs less when small
-                flat = np.concatenate(arrays).reshape(len(arrays), n)
-                return flat.T.astype(np.float32, order="C")
-            return np.ascontiguousarray(np.array(arrays, dtype=np.float32).T)
-        if all(issubclass(kind, np.ndarray | BaseMaskedArray) for kind in kinds):
-            if 0 < len(arrays[0]) <= FEW:
-                return _few_floats(arrays)
-            block = np.array([getattr(a, "_data", a) for a in arrays], dtype=np.float32)
-            masked = [j for j, a in enumerate(arrays) if isinstance(a, BaseMaskedArray)]
-            gaps = np.array([arrays[j]._mask for j in masked])  # one check for all of them
-            if gaps.any():
-                block[masked] = np.where(gaps, np.nan, block[masked])
-            return np.ascontiguousarray(block.T)
-    out = np.empty((_length(rows, columns[0]), len(columns)), dtype=np.float32)
+        # Validated numbers are float64 arrays, integers and booleans masked arrays: their
+        # data converts with the rest in one C call, and their gaps are set after.
+        data, masked = [], []
+        for j, name in enumerate(columns):
+            values = rows[name]
+            if type(values) is np.ndarray:
+                data.append(values)
+            elif isinstance(values, BaseMaskedArray):
+                numbers: Any = values  # pandas types neither attribute
+                data.append(numbers._data)
+                masked.append((j, numbers._mask))
+            else:
+                break
+        else:  # the masks ride along in the same call, as rows of 0/1 under the data
+            block = np.array(data + [mask for _, mask in masked], dtype=np.float32)
+            k = len(data)
+            if masked and block[k:].any():
+                for j, mask in masked:
+                    block[j][mask] = NAN
+            return block[:k]
+    out = np.empty((len(columns), _length(rows, columns[0])), dtype=np.float32)
     for j, name in enumerate(columns):
-        out[:, j] = float_column(rows[name])
+        out[j] = float_column(rows[name])
     return out
 
 
-def _few_floats(arrays: list[Any]) -> np.ndarray:
-    """[n, k] float32 from a few rows of k columns, some masked, through Python lists.
-
-    (Columns without masks alone are faster the vectorised way at every size.)"""
-    lists = []
-    for values in arrays:
-        if isinstance(values, BaseMaskedArray):
-            masked: Any = values  # pandas types neither attribute
-            data, gaps = masked._data.tolist(), masked._mask.tolist()
-            lists.append([NAN if gap else x for x, gap in zip(data, gaps, strict=True)]
-                         if True in gaps else data)
-        else:
-            lists.append(values.tolist())
-    return np.array(list(zip(*lists, strict=True)), dtype=np.float32)
+def _date_input(rows: Rows, columns: list[str]) -> np.ndarray:
+    """[n, 5 x columns] float64: every calendar part the cache holds (the graph picks)."""
+    blocks = [all_parts(rows[name]) for name in columns]
+    return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
 
 
-def _date_input(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
-    if 0 < len(rows[columns[0]]) <= FEW:
-        few = _few_dates(rows, columns, parts)
-        if few is not None:
-            return few
-    blocks = [calendar_parts(rows[name], parts) for name in columns]
-    return np.ascontiguousarray(np.hstack(blocks) if len(blocks) > 1 else blocks[0],
-                                dtype=np.float32)
-
-
-def _few_dates(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray | None:
-    per_column = []
+def _one_float_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
+    """``_float_input`` of one validated row: each value read as a Python number (a gap
+    as NaN) and one NumPy call."""
+    values = []
     for name in columns:
-        values = rows[name]
-        found = (part_rows(values, parts)
-                 if isinstance(values, np.ndarray) and values.dtype == object else None)
+        column = rows[name]
+        if type(column) is np.ndarray:
+            values.append(column.item(0))
+        elif isinstance(column, BaseMaskedArray):
+            masked: Any = column  # pandas types neither attribute
+            values.append(NAN if masked._mask.item(0) else masked._data.item(0))
+        else:
+            return None
+    return np.array(values, dtype=np.float32).reshape(len(values), 1)
+
+
+def _one_date_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
+    """``_date_input`` of one row of date texts read before (else None)."""
+    values: list[float] = []
+    for name in columns:
+        column = rows[name]
+        found = (one_part_row(column.item(0))
+                 if type(column) is np.ndarray and column.dtype == object else None)
         if found is None:
             return None
-        per_column.append(found)
-    if len(per_column) == 1:
-        return np.array(per_column[0], dtype=np.float32)
-    return np.array([sum(row, ()) for row in zip(*per_column, strict=True)], dtype=np.float32)
+        values.extend(found)
+    return np.array([values], dtype=np.float64)
+
+
+def _one_text_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
+    """``_text_input`` of one row."""
+    values = []
+    for name in columns:
+        column = rows[name]
+        if type(column) is not np.ndarray or column.dtype != object:
+            return None
+        text = column.item(0)
+        if text is not None and len(columns) == 1:
+            return column.reshape(1, 1)  # the validated column as it is
+        values.append(MISSING if text is None else text)
+    return np.array([values], dtype=object)
+
+
+def _bound_run(session: Any) -> Callable[[list[str], dict[str, np.ndarray], Any], Any]:
+    """``session.run`` without its per-call checks, where this ONNX Runtime has them apart.
+
+    The public ``run`` checks, in Python, each call's input names, graph-capture options and
+    OrtValue ownership before it calls the C++ binding: ~7 µs a call here, as much as
+    building a row's inputs. This runtime always passes the graph's own inputs (NumPy
+    arrays, never OrtValues, no run options), so the checks are facts of the graph, and
+    ``tests/serve/test_fast_runtimes.py`` holds both paths to the same answers.
+    """
+    binding = getattr(session, "_sess", None)
+    run = getattr(binding, "run", None)
+    return cast(Callable[[list[str], dict[str, np.ndarray], Any], Any],
+                run if callable(run) else session.run)
 
 
 def _text_input(rows: Rows, columns: list[str]) -> np.ndarray:
