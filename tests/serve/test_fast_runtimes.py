@@ -105,8 +105,8 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
         few = [{name: values[:n] for name, values in columns.items()} for n in (1, 13)]
         if case.startswith("churn"):  # validated columns with gaps; row 0 has one in each
             gappy = gapped(columns)
-            few += [gappy, *({name: values[i:i + 1] for name, values in gappy.items()}
-                             for i in (0, 1))]
+            few += [gappy, *({name: values[i:i + n] for name, values in gappy.items()}
+                             for i, n in ((0, 1), (1, 1), (0, 13)))]
         for batch in (rows, columns, *few):
             want, got = native.predict(batch), fast.predict(batch)
             np.testing.assert_allclose(scores(got), scores(want), rtol=0, atol=tolerance)
