@@ -6,10 +6,10 @@ its runs. This loads ``mlcanary/serve/onnx.py`` as it was at ``--against`` next 
 current one, builds both runtimes for the same fitted models, and times ``predict`` of each
 interleaved call by call: alone, and after decoding a V2 request (as ``runtime.py`` does).
 
-Which of two runtimes was built first changes its time: two copies of the same module,
-timed this way, differ by ~5% alone and 10-17% after decoding, always in the same
-direction. So each comparison runs in both orders, and the figure is the geometric mean
-of the two ratios (the position's effect cancels); the two orders are printed too.
+Which of two runtimes was built first can change its time: two copies of one module,
+built once and timed this way, differed by 5% alone and 11-17% after decoding. So each
+comparison builds both in each order, and the figure is the geometric mean of the two
+ratios (the position's effect cancels); the two orders are printed too.
 
     .venv/bin/python benchmarks/runtime_versions.py --against f783adb   # about 2 min
 
