@@ -13,7 +13,7 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.control import actions
-from mlcanary.control.controller import Controller
+from mlcanary.control.controller import Check, Controller
 from mlcanary.control.deployments import Deployment, DeploymentLog
 from mlcanary.demo import make_churn
 from mlcanary.monitor.records import PredictionRecord
@@ -96,18 +96,25 @@ def traffic(rig: Rig, d: Deployment, start: float, seconds: float, *, rows: int 
     return served
 
 
-def test_a_good_canary_steps_through_every_weight_and_is_promoted(rig: Rig) -> None:
-    d = rig.deploy(steps=[10, 50, 100])
-    now = d.last_check
-    seen = []
-    for k in range(3):
+def intervals(rig: Rig, d: Deployment, faults: list[dict[str, object]], seed: int
+              ) -> list[Check]:
+    """One interval of traffic per entry of ``faults`` (the challenger's, as ``traffic``
+    takes them), each followed by the controller's check."""
+    now, checks = d.last_check, []
+    for k, fault in enumerate(faults):
         current = rig.log.get("churn")
         assert current is not None
-        traffic(rig, current, now + 2, 6, seed=k)
+        traffic(rig, current, now + 2, 6, seed=seed + k, **fault)  # type: ignore[arg-type]
         now += 10
         (check,) = rig.controller.tick(now=now)
-        seen.append(check.action)
-    assert seen == ["step", "step", "promote"]
+        checks.append(check)
+    return checks
+
+
+def test_a_good_canary_steps_through_every_weight_and_is_promoted(rig: Rig) -> None:
+    d = rig.deploy(steps=[10, 50, 100])
+    checks = intervals(rig, d, [{}, {}, {}], seed=0)
+    assert [check.action for check in checks] == ["step", "step", "promote"]
     assert rig.registry.alias_version("churn", "champion") == 2
     assert rig.registry.alias_version("churn", "challenger") is None
     kinds = [e.kind for e in rig.log.events("churn")]
@@ -126,18 +133,11 @@ def test_a_broken_challenger_is_rolled_back_within_max_failures(
     rig: Rig, broken: dict[str, object], gate: str, reason: str
 ) -> None:
     d = rig.deploy(steps=[50, 100], max_failures=2)
-    now = d.last_check
-    actions_seen = []
-    for k in range(2):
-        current = rig.log.get("churn")
-        assert current is not None
-        traffic(rig, current, now + 2, 6, seed=10 + k, **broken)  # type: ignore[arg-type]
-        now += 10
-        (check,) = rig.controller.tick(now=now)
-        actions_seen.append(check.action)
+    checks = intervals(rig, d, [broken, broken], seed=10)
+    assert [check.action for check in checks] == ["check_failed", "rollback"]
+    for check in checks:
         failed = {g.gate: g for g in check.gates if g.passed is False}
         assert gate in failed and reason in failed[gate].reason
-    assert actions_seen == ["check_failed", "rollback"]
     assert rig.registry.alias_version("churn", "champion") == 1
     assert rig.registry.alias_version("churn", "challenger") is None
     last = rig.log.events("churn")[-1]
@@ -150,16 +150,8 @@ def test_failed_checks_count_over_the_whole_rollout_not_since_the_last_pass(rig:
     """A slow challenger whose latency passes once by chance: the pass takes a step but
     keeps its failed check, so its next failure is the second and rolls it back."""
     d = rig.deploy(steps=[20, 50, 100], max_failures=2)
-    now = d.last_check
-    seen = []
-    for k, broken in enumerate([{"slow": 5.0}, {}, {"slow": 5.0}]):
-        current = rig.log.get("churn")
-        assert current is not None
-        traffic(rig, current, now + 2, 6, seed=20 + k, **broken)  # type: ignore[arg-type]
-        now += 10
-        (check,) = rig.controller.tick(now=now)
-        seen.append(check.action)
-    assert seen == ["check_failed", "step", "rollback"]
+    checks = intervals(rig, d, [{"slow": 5.0}, {}, {"slow": 5.0}], seed=20)
+    assert [check.action for check in checks] == ["check_failed", "step", "rollback"]
     (stepped,) = [e for e in rig.log.events("churn") if e.kind == "step"]
     assert stepped.after is not None and stepped.after["failures"] == 1
     assert rig.registry.alias_version("churn", "champion") == 1

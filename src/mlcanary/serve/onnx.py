@@ -190,7 +190,7 @@ class _Graph:
             self.blocks.append(self._numeric(x, rest, len(picked)))
         elif isinstance(first, AsText):
             feed = lambda rows: _text_input(rows, columns)  # noqa: E731
-            row = lambda rows: _one_text_row(rows, columns)  # noqa: E731
+            row = feed  # one validated column without gaps is the input as it is
             self._input(name, TensorProto.STRING, len(columns))
             self.blocks.append(self._text(name, rest, len(columns)))
         else:
@@ -555,20 +555,6 @@ def _one_date_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
             return None
         values.extend(found)
     return np.array([values], dtype=np.float64)
-
-
-def _one_text_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
-    """``_text_input`` of one row."""
-    values = []
-    for name in columns:
-        column = rows[name]
-        if type(column) is not np.ndarray or column.dtype != object:
-            return None
-        text = column.item(0)
-        if text is not None and len(columns) == 1:
-            return column.reshape(1, 1)  # the validated column as it is
-        values.append(MISSING if text is None else text)
-    return np.array([values], dtype=object)
 
 
 def _bound_run(session: Any) -> Callable[[list[str], dict[str, np.ndarray], Any], Any]:
