@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlcanary.serve import dates
-from mlcanary.serve.dates import calendar_parts, part_rows
+from mlcanary.serve.dates import all_parts, calendar_parts, one_part_row
 from mlcanary.train.transformers import DatetimeParts
 
 PARTS = ("month", "day", "day_of_week", "hour", "minute")
@@ -54,18 +54,26 @@ def test_parts_equal_training(case: str) -> None:
     np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
 
 
-@pytest.mark.parametrize("parts", [PARTS, ("month", "day_of_week"), ("minute", "month")])
-def test_part_rows_of_a_few_values_equal_training(parts: tuple[str, ...]) -> None:
-    values = random_stamps(16, 5)  # dates, times and gaps, none seen before
-    for _ in range(2):  # the second read comes from the cache
-        got = np.array(part_rows(column(values), parts), dtype=np.float64)
-        np.testing.assert_array_equal(got, training(values, parts))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_all_parts_equal_training(case: str) -> None:
+    values = CASES[case]
+    for _ in range(2):  # the second read looks every text up in the cache
+        np.testing.assert_array_equal(all_parts(column(values)), training(values))
 
 
-def test_part_rows_leave_what_is_not_plain_iso_to_pandas() -> None:
-    for values in (["2024-03-01", "03/01/2024"], ["2024-02-30"], ["2024-03-01T10:11+02:00"],
+def test_one_part_row_gives_a_value_read_before_as_training_reads_it() -> None:
+    values = [v for v in random_stamps(16, 5) if isinstance(v, str)]  # none seen before
+    assert all(one_part_row(v) is None for v in values)
+    calendar_parts(column(values), PARTS)
+    got = np.array([one_part_row(v) for v in values], dtype=np.float64)
+    np.testing.assert_array_equal(got, training(values))
+
+
+def test_one_part_row_leaves_what_is_not_plain_iso_to_pandas() -> None:
+    for values in (["03/01/2024"], ["2024-02-30"], ["2024-03-01T10:11+02:00"],
                    [b"2024-03-01"], ["2024-03-01T10:11:60"]):
-        assert part_rows(column(values), PARTS) is None
+        calendar_parts(column(values), PARTS)  # read by pandas: never cached
+        assert one_part_row(values[0]) is None
 
 
 def test_parts_are_given_in_the_order_asked() -> None:

@@ -74,24 +74,6 @@ def calendar_parts(values: Any, parts: tuple[str, ...] | list[str]) -> np.ndarra
     return np.asarray(DatetimeParts(tuple(parts)).fit(frame).transform(frame))
 
 
-def part_rows(values: np.ndarray, parts: tuple[str, ...]) -> list[tuple[float, ...]] | None:
-    """The parts of a few object values, one tuple per row; None when not all plain ISO.
-
-    For small batches: dictionary lookups and tuples, where ``calendar_parts`` makes five
-    NumPy calls whose fixed cost (and the caches they evict) outweighs a few rows.
-    """
-    known, columns = _known.parts, _columns(parts)
-    rows = []
-    for text in values.tolist():
-        found = known.get(text) if isinstance(text, str | None) else None
-        if found is None:
-            found = _parse(text)
-            if found is None:
-                return None
-        rows.append(found if columns is None else tuple([found[c] for c in columns]))
-    return rows
-
-
 def all_parts(values: Any) -> np.ndarray:
     """[n, 5] float64: every part of ``DATE_PARTS``, in that order (NaN where missing).
 
