@@ -216,6 +216,21 @@ def test_unseen_category_is_refused_by_default_with_up_to_ten_allowed() -> None:
     )
 
 
+def test_new_categories_in_a_signature_are_read_again() -> None:
+    """Validation keeps each category list's set between requests; a list replaced or
+    grown is read again, so no request is judged by categories the model no longer has."""
+    sig = signature()
+    rome = good(city=tensor("city", "BYTES", ["Rome", "Paris", "London"]))
+    assert refused(rome, sig).startswith("input 'city': unseen category 'Rome' at row 0")
+    sig.columns[3].categories = [*CITIES, "Rome"]
+    assert rows_from_tensors(rome, sig)["city"].tolist() == ["Rome", "Paris", "London"]
+    sig.columns[3].categories.append("Oslo")
+    oslo = good(city=tensor("city", "BYTES", ["Oslo", "Rome", "Berlin"]))
+    assert rows_from_tensors(oslo, sig)["city"].tolist() == ["Oslo", "Rome", "Berlin"]
+    sig.columns[3].categories = ["Berlin"]
+    assert refused(oslo, sig).startswith("input 'city': unseen category 'Oslo' at row 0")
+
+
 def test_bytes_must_be_utf8() -> None:
     message = refused(good(city=tensor("city", "BYTES", [b"Paris", b"\xff", b"Berlin"])))
     assert message.startswith("input 'city': row 1 is not valid UTF-8 (invalid start byte at")
@@ -233,6 +248,11 @@ def test_bytes_must_be_utf8() -> None:
         (
             tensor("visits", "FP64", [1.0, np.inf, 3.0]),
             "input 'visits': expected whole numbers (or NaN) for an integer column, got inf "
+            "at row 1",
+        ),
+        (
+            tensor("visits", "FP64", [1.0, 1e19, -0.0]),
+            "input 'visits': expected whole numbers (or NaN) for an integer column, got 1e+19 "
             "at row 1",
         ),
         (

@@ -34,7 +34,7 @@ class RequestedOutput:
     binary_data: bool | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class InferenceRequest:
     """A parsed inference request; its inputs are decoded and their names unique."""
 
@@ -192,12 +192,13 @@ def _input(item: object, index: int, raw: memoryview | None) -> tuple[Tensor, in
             raise InvalidInput(f"{where}: missing '{key}'; expected name, datatype and shape")
     datatype = datatype_named(item["datatype"], where)
     shape = item["shape"]
-    if not isinstance(shape, list) or not all(_is_size(d) for d in shape):
+    if not _is_shape(shape):
         raise InvalidInput(
             f"{where}: expected 'shape' as a list of non-negative integers, got {shape!r}"
         )
     parameters = _parameters(item.get("parameters"), where)
-    _refuse_unsupported(parameters, where)
+    if parameters:
+        _refuse_unsupported(parameters, where)
     size = parameters.get(BINARY_SIZE)
     if size is None:
         if "data" not in item:
@@ -298,6 +299,16 @@ def _join(document: dict[str, Any], raw: list[bytes]) -> tuple[bytes, int | None
     if not raw:
         return header, None
     return header + b"".join(raw), len(header)
+
+
+def _is_shape(value: object) -> bool:
+    """A list of sizes (a plain loop: this runs for every tensor of every request)."""
+    if type(value) is not list:
+        return False
+    for size in value:  # noqa: SIM110 (all() over a generator costs ~0.5 µs more)
+        if type(size) is not int or size < 0:  # bool is not int by type
+            return False
+    return True
 
 
 def _is_size(value: object) -> bool:

@@ -27,7 +27,7 @@ from pandas.api.extensions import ExtensionArray
 
 from mlcanary.errors import InvalidInput
 from mlcanary.serve.dates import all_known, iso_stamps
-from mlcanary.serve.tensors import FLOATS, INTEGERS, Datatype, Tensor
+from mlcanary.serve.tensors import FLOATS, INTEGERS, NUMPY_TYPES, Datatype, Tensor
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind
 
@@ -57,9 +57,12 @@ _INT64_LIMIT = 2**63
 _TEXT_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Column:
-    """One column's values as sent (1-D), and how an error names where they came from."""
+    """One column's values as sent (1-D), and how an error names where they came from.
+
+    Not frozen, like ``Tensor``: there is one for every column of every request.
+    """
 
     where: str
     datatype: Datatype
@@ -213,10 +216,16 @@ def _column(tensor: Tensor, spec: ColumnSpec) -> _Column:
             f"{where}: expected {_EXPECTED[spec.kind]} with shape [n], "
             f"got {tensor.datatype} with shape {shape}{hint}"
         )
-    return _Column(where, tensor.datatype, tensor.array().reshape(-1))
+    data = tensor.data  # parsed tensors hold an array of their datatype already
+    values = (data if type(data) is np.ndarray and data.dtype == NUMPY_TYPES[tensor.datatype]
+              else tensor.array())
+    return _Column(where, tensor.datatype, values if values.ndim == 1 else values.reshape(-1))
 
 
 def _check_row_counts(columns: dict[str, _Column]) -> None:
+    counts = {len(column.values) for column in columns.values()}
+    if len(counts) == 1 and 0 not in counts:
+        return
     by_count: dict[int, list[str]] = {}
     for name, column in columns.items():
         by_count.setdefault(len(column.values), []).append(name)
@@ -246,7 +255,9 @@ def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen) -> ArrayLike:
 
 
 def _require_values(spec: ColumnSpec, column: _Column, missing: np.ndarray) -> None:
-    if not spec.nullable and missing.any():
+    # np.count_nonzero, here and below, is a C call; ndarray.any() and .all() go through
+    # Python and cost ~2 µs on a short array, for every column of every request.
+    if not spec.nullable and np.count_nonzero(missing):
         raise InvalidInput(
             f"{column.where}: missing value at row {int(missing.argmax())} "
             f"({int(missing.sum())} in all); expected a value in every row "
@@ -263,17 +274,16 @@ def _integers(column: _Column) -> tuple[ArrayLike, np.ndarray]:
     values = column.values
     if column.datatype in FLOATS:
         missing = np.isnan(values)
-        whole = np.isfinite(values) & (values == np.floor(values))
-        bad = ~missing & ~(whole & (np.abs(values) < _INT64_LIMIT))
-        if bad.any():
-            row = int(bad.argmax())
+        filled = np.where(missing, 0.0, values)  # a gap counts as whole; inf is out of range
+        whole = (np.abs(filled) < _INT64_LIMIT) & (np.floor(filled) == filled)
+        if np.count_nonzero(whole) < len(whole):
+            row = int(whole.argmin())
             raise InvalidInput(
                 f"{column.where}: expected whole numbers (or NaN) for an integer column, "
                 f"got {values[row].item()!r} at row {row}"
             )
-        numbers = np.where(missing, 0, values).astype(np.int64)
-        return pd.arrays.IntegerArray(numbers, missing), missing
-    if column.datatype == "UINT64" and (values >= _INT64_LIMIT).any():
+        return pd.arrays.IntegerArray(filled.astype(np.int64), missing), missing
+    if column.datatype == "UINT64" and np.count_nonzero(values >= _INT64_LIMIT):
         row = int((values >= _INT64_LIMIT).argmax())
         raise InvalidInput(
             f"{column.where}: expected integers below 2**63, got {values[row].item()} at row {row}"
@@ -289,20 +299,20 @@ def _booleans(column: _Column) -> tuple[ArrayLike, np.ndarray]:
         return pd.arrays.BooleanArray(values.astype(bool), missing), missing
     if column.datatype == "BYTES":  # the text forms a CSV file holds ("yes", "False", ...)
         texts, missing = _texts(column)
-        flags = np.zeros(len(texts), dtype=bool)
-        for i in np.flatnonzero(~missing).tolist():
-            word = str(texts[i]).strip().lower()
-            if word not in _TEXT_BOOLEANS:
+        flags = []
+        for i, text in enumerate(texts.tolist()):
+            flag = False if text is None else _TEXT_BOOLEANS.get(text.strip().lower())
+            if flag is None:
                 raise InvalidInput(
                     f"{column.where}: expected true/false, yes/no or 1/0 for a boolean column, "
-                    f"got {texts[i]!r} at row {i}"
+                    f"got {text!r} at row {i}"
                 )
-            flags[i] = _TEXT_BOOLEANS[word]
-        return pd.arrays.BooleanArray(flags, missing), missing
+            flags.append(flag)
+        return pd.arrays.BooleanArray(np.array(flags, dtype=bool), missing), missing
     if column.datatype in FLOATS:
         missing = np.isnan(values)
     bad = ~missing & (values != 0) & (values != 1)
-    if bad.any():
+    if np.count_nonzero(bad):
         row = int(bad.argmax())
         raise InvalidInput(
             f"{column.where}: expected 0 or 1 (or NaN) for a boolean column, "
@@ -312,21 +322,32 @@ def _booleans(column: _Column) -> tuple[ArrayLike, np.ndarray]:
 
 
 def _texts(column: _Column) -> tuple[np.ndarray, np.ndarray]:
-    """Text as an object array with None where missing, and the missing mask."""
-    texts = np.full(len(column.values), None, dtype=np.object_)
-    missing = np.zeros(len(texts), dtype=bool)
-    for row, value in enumerate(column.values.tolist()):
-        if not value:  # None, b"" or "": missing, the way an empty field in a CSV file is
-            missing[row] = True
-            continue
-        try:
-            texts[row] = value if isinstance(value, str) else value.decode()
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(
-                f"{column.where}: row {row} is not valid UTF-8 ({exc.reason} at byte "
-                f"{exc.start}); expected UTF-8 text"
-            ) from exc
-    return texts, missing
+    """Text as an object array with None where missing, and the missing mask.
+
+    None, b"" and "" are missing, the way an empty field in a CSV file is.
+    """
+    values = column.values.tolist()
+    try:  # parsed requests hold bytes (or None): one comprehension decodes them all
+        texts = [value.decode() if value else None for value in values]
+    except (AttributeError, UnicodeDecodeError):  # text already, or not UTF-8
+        texts = [_text(value, row, column.where) for row, value in enumerate(values)]
+    out = np.empty(len(texts), dtype=np.object_)
+    out[:] = texts
+    return out, np.array([text is None for text in texts], dtype=bool)
+
+
+def _text(value: str | bytes | None, row: int, where: str) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{where}: row {row} is not valid UTF-8 ({exc.reason} at byte "
+            f"{exc.start}); expected UTF-8 text"
+        ) from exc
 
 
 _NUMBERS_OF_KIND: dict[ColumnKind, Callable[[_Column], tuple[ArrayLike, np.ndarray]]] = {
@@ -354,10 +375,12 @@ def _known_categories(
     texts: np.ndarray, categories: list[str], where: str, unseen: Unseen
 ) -> np.ndarray:
     """Check (or, under "missing", blank in place) the values training never saw."""
-    allowed = set(categories)
-    unknown = np.array([t is not None and t not in allowed for t in texts], dtype=bool)
-    if not unknown.any():
+    allowed = _category_set(categories)
+    rows = [i for i, t in enumerate(texts.tolist()) if t is not None and t not in allowed]
+    if not rows:
         return texts
+    unknown = np.zeros(len(texts), dtype=bool)
+    unknown[rows] = True
     if unseen == "missing":
         texts[unknown] = None
         return texts
@@ -368,6 +391,24 @@ def _known_categories(
         f"{where}: unseen category {texts[row]!r} at row {row}{others}; "
         f"expected one of {_listed(categories)}"
     )
+
+
+_SETS: dict[int, tuple[list[str], int, frozenset[str]]] = {}
+
+
+def _category_set(categories: list[str]) -> frozenset[str]:
+    """The set of a signature's categories, built once per list, not once per request.
+
+    Keyed by the list's identity; the entry holds the list, so the key cannot be reused,
+    and a list whose length changed is read again. (Training makes category lists and
+    replaces them, never edits them.)
+    """
+    found = _SETS.get(id(categories))
+    if found is None or found[0] is not categories or found[1] != len(categories):
+        if len(_SETS) > 4096:  # many versions loaded over a long life: start again
+            _SETS.clear()
+        found = _SETS[id(categories)] = (categories, len(categories), frozenset(categories))
+    return found[2]
 
 
 def _listed(names: Sequence[str], k: int = 10) -> str:
