@@ -5,17 +5,18 @@ extension) and ``columns_from_tensors`` (validation against the signature). For 
 tensor per column, the form ``tritonclient`` sends, this costs far more than the model
 (``benchmarks/runtime.py`` prints both), so it is worth timing on its own.
 
-The parser and validation span several modules, so the earlier version runs from its own
-copy of ``src`` (``git archive``) in a child process, and so does the current one: each
-round runs both children, in alternating order, on the same request bodies and
-signatures, pinned to one core. Each figure is the current time over the earlier one,
-the geometric mean over rounds (range in brackets): below 1 is faster.
+The parser and validation span several modules, so each version runs from its own copy
+of ``src`` (the earlier one from ``git archive``, the current one from the working tree)
+in its own long-lived process, pinned to one core. For each request in turn the two are
+timed back to back, ~0.1 s apart, the order alternating between rounds: a noisy host then
+moves both sides of each ratio alike. Each figure is the current time over the earlier
+one, the geometric mean over rounds (range in brackets): below 1 is faster.
 
 Requests: the serving benchmark's 30 numeric columns and the demo's churn table (every
 column kind), one tensor per column, 1, 16, 64 and 512 rows, as JSON and with every
 tensor binary (``tritonclient``'s default).
 
-    .venv/bin/python benchmarks/decode_versions.py --against 12e6016   # about 2 min
+    .venv/bin/python benchmarks/decode_versions.py --against 12e6016   # about 1 min
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +39,9 @@ BATCHES = (1, 16, 64, 512)
 MODES = ("json", "binary")
 
 
-def child(data: Path, budget: float) -> None:
-    """Time decoding every stored request with the mlcanary on ``sys.path``; print JSON."""
+def child(data: Path) -> None:
+    """Serve timings with the mlcanary on ``sys.path``: each line in is a case name and a
+    time budget, each line out the median µs of one decode of that case."""
     import statistics
 
     import mlcanary
@@ -48,27 +51,28 @@ def child(data: Path, budget: float) -> None:
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
-    cases = json.loads((data / "cases.json").read_text())
-    times: dict[str, float] = {}
-    for case in cases:
+    decoders = {}
+    for case in json.loads((data / "cases.json").read_text()):
         signature = Signature.from_dict(json.loads((data / case["signature"]).read_text()))
         body = (data / case["body"]).read_bytes()
-        length = case["header_length"]
 
-        def decode(body: bytes = body, length: int | None = length,
+        def decode(body: bytes = body, length: int | None = case["header_length"],
                    signature: Signature = signature) -> Any:
             return columns_from_tensors(parse_request(body, length).inputs, signature, "reject")
 
         decode()
-        samples = []
+        decoders[case["name"]] = decode
+    print(json.dumps({"module": mlcanary.__file__}), flush=True)
+    for line in sys.stdin:
+        name, budget = line.rstrip("\n").rsplit("|", 1)
+        decode, samples = decoders[name], []
         for _ in range(5):
             calls, start = 0, time.perf_counter()
-            while calls < 5 or time.perf_counter() - start < budget / 5:
+            while calls < 3 or time.perf_counter() - start < float(budget) / 5:
                 decode()
                 calls += 1
             samples.append((time.perf_counter() - start) / calls)
-        times[case["name"]] = statistics.median(samples) * 1e6
-    print(json.dumps({"module": mlcanary.__file__, "us": times}))
+        print(statistics.median(samples) * 1e6, flush=True)
 
 
 def requests(data: Path, rows: int) -> list[dict[str, Any]]:
@@ -98,28 +102,49 @@ def requests(data: Path, rows: int) -> list[dict[str, Any]]:
     return cases
 
 
-def run_child(src: Path, data: Path, budget: float) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT / 'benchmarks'}"}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", str(data), "--budget", str(budget)],
-        env=env, check=True, capture_output=True, text=True,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    if not found["module"].startswith(str(src)):
-        raise SystemExit(f"the child imported {found['module']}, not the copy under {src}")
-    return dict(found["us"])
+class Child:
+    """A timing process running the mlcanary under ``src``."""
+
+    def __init__(self, src: Path, data: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT / 'benchmarks'}"}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(data)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        module = json.loads(self.ask(None))["module"]
+        if not module.startswith(str(src)):
+            self.close()
+            raise SystemExit(f"the child imported {module}, not the copy under {src}")
+
+    def ask(self, line: str | None) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        if line is not None:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit(f"a timing process ended (exit {self.process.wait()})")
+        return answer
+
+    def time(self, case: str, budget: float) -> float:
+        return float(self.ask(f"{case}|{budget}"))
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--against", help="the earlier commit")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating pairs of runs")
+    parser.add_argument("--rounds", type=int, default=20, help="measurements of each case")
     parser.add_argument("--rows", type=int, default=2_000, help="rows each table is drawn with")
-    parser.add_argument("--budget", type=float, default=0.25, help="seconds per measurement")
+    parser.add_argument("--budget", type=float, default=0.05, help="seconds per measurement")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.budget)
+        return child(args.child)
     if not args.against:
         parser.error("--against is required")
     import plotly.graph_objects as go
@@ -141,26 +166,32 @@ def main() -> None:
             subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
         # The current version is the working tree, uncommitted changes included.
         subprocess.run(["cp", "-r", str(ROOT / "src"), str(current)], check=True)
-        runs: dict[str, list[dict[str, float]]] = {"now": [], "before": []}
-        with Progress(console=console) as progress:
-            task = progress.add_task("alternating runs", total=2 * args.rounds)
-            for turn in range(args.rounds):
-                order = ("before", "now") if turn % 2 == 0 else ("now", "before")
-                for name in order:
-                    src = (earlier if name == "before" else current) / "src"
-                    runs[name].append(run_child(src, data, args.budget))
+        children = {"before": Child(earlier / "src", data), "now": Child(current / "src", data)}
+        times: dict[str, dict[str, list[float]]] = {
+            name: {c["name"]: [] for c in cases} for name in children}
+        try:
+            with Progress(console=console) as progress:
+                task = progress.add_task("alternating measurements", total=args.rounds)
+                for turn in range(args.rounds):
+                    for case in (c["name"] for c in cases):  # the two versions back to back
+                        order = ("before", "now") if turn % 2 == 0 else ("now", "before")
+                        for name in order:
+                            times[name][case].append(children[name].time(case, args.budget))
                     progress.advance(task)
+        finally:
+            for process in children.values():
+                process.close()
     figures: dict[str, dict[str, float]] = {}
     for case in (c["name"] for c in cases):
-        ratios = [now[case] / before[case]
-                  for now, before in zip(runs["now"], runs["before"], strict=True)]
+        ratios = [now / before for now, before in
+                  zip(times["now"][case], times["before"][case], strict=True)]
         figures[case] = {
-            "before_us": min(r[case] for r in runs["before"]),
-            "now_us": min(r[case] for r in runs["now"]),
+            "before_us": statistics.median(times["before"][case]),
+            "now_us": statistics.median(times["now"][case]),
             "ratio": math.exp(sum(map(math.log, ratios)) / len(ratios)),
             "low": min(ratios), "high": max(ratios),
         }
-    table = Table(title=f"decoding one request: now / at {args.against} (µs: best round)")
+    table = Table(title=f"decoding one request: now / at {args.against} (µs: median)")
     for column in ("model", "rows", "mode", "before µs", "now µs", "now / before"):
         table.add_column(column, justify="left" if column in ("model", "mode") else "right")
     for case, f in figures.items():
