@@ -497,7 +497,8 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
             return np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T)
     else:
         # Validated numbers are float64 arrays, integers and booleans masked arrays: their
-        # data converts with the rest in one C call, and their gaps are set after.
+        # data converts with the rest in one C call, and their gaps are set after
+        # (np.count_nonzero: ndarray.any() goes through Python, ~2 µs).
         data, masked = [], []
         for j, name in enumerate(columns):
             values = rows[name]
@@ -509,13 +510,12 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
                 masked.append((j, numbers._mask))
             else:
                 break
-        else:  # the masks ride along in the same call, as rows of 0/1 under the data
-            block = np.array(data + [mask for _, mask in masked], dtype=np.float32)
-            k = len(data)
-            if masked and block[k:].any():
-                for j, mask in masked:
+        else:
+            block = np.array(data, dtype=np.float32)
+            for j, mask in masked:
+                if np.count_nonzero(mask):
                     block[j][mask] = NAN
-            return block[:k]
+            return block
     out = np.empty((len(columns), _length(rows, columns[0])), dtype=np.float32)
     for j, name in enumerate(columns):
         out[j] = float_column(rows[name])
