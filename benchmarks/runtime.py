@@ -12,9 +12,10 @@ on one pinned core:
   extended by the class prior and the decision, the labels;
 * ``compiled`` and ``native``: the other runtimes, for context.
 
-It also prints what decoding one request costs, validation's check of a date column done
-by parsing every text against looking up texts read before, and how much slower a
-one-row ``run`` is after other work (see below).
+It also prints where one call's time goes at 1 and 16 rows (the graph's run, building
+the inputs, the labels, each alone, against ``predict``), what decoding one request
+costs, validation's check of a date column done by parsing every text against looking up
+texts read before, and how much slower a one-row ``run`` is after other work (see below).
 
 Each pair is timed two ways:
 
@@ -149,6 +150,32 @@ def interference(raw: Any, output: str, feeds: dict[str, Any], budget: float
             "extra after numpy calls": us["numpy calls, run"] - us["numpy calls"] - us["run"]}
 
 
+def breakdown(onnx: OnnxRuntime, raw: Any, columns: dict[str, Any], budget: float
+              ) -> dict[int, dict[str, float]]:
+    """µs of each part of ``predict`` at 1 and 16 rows, each in its own tight loop.
+
+    What the parts add up to, against ``predict`` itself, is what they do to each other
+    through the caches; the raw run is the anchor the ratio divides by.
+    """
+    out = {}
+    for b in (1, 16):
+        batch = {name: values[:b] for name, values in columns.items()}
+        feeds = onnx.inputs(batch)
+        answer = onnx.session.run(onnx.outputs, feeds)
+        parts: dict[str, Callable[[], Any]] = {
+            "raw run": lambda f=feeds: raw.run([onnx.score_output], f),
+            "graph run": lambda f=feeds: onnx._run(onnx.outputs, f, None),
+            "inputs": lambda x=batch: onnx.inputs(x),
+            "labels": (lambda a=answer: onnx.classes[a[0]]) if onnx.classes is not None
+            else (lambda: None),
+            "predict": lambda x=batch: onnx.predict(x),
+        }
+        rounds = [{name: per_call(call, budget / 5) for name, call in parts.items()}
+                  for _ in range(5)]
+        out[b] = {name: statistics.median(r[name] for r in rounds) * 1e6 for name in parts}
+    return out
+
+
 def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: Path,
             progress: Progress) -> dict[str, Any]:
     path = tmp / "data.csv"
@@ -203,6 +230,7 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
             "parse": lambda t=texts[:b]: iso_stamps(t),
             "look up": lambda t=texts[:b]: all_known(t),
         }, budget).items()} for b in BATCHES}
+    out["breakdown"] = breakdown(onnx, raw, columns, budget * 2)
     out["interference"] = interference(raw, onnx.score_output, onnx.inputs(
         {name: values[:1] for name, values in columns.items()}), budget * 2)
     for b in BATCHES:
@@ -249,6 +277,15 @@ def report(results: dict[str, Any]) -> None:
             check = ", ".join(f"{b} rows {t['parse']:,.1f} -> {t['look up']:,.1f}"
                               for b, t in result["date check"].items())
             console.print(f"checking a date column (µs), parsed -> looked up: {check}")
+        for b, part in result["breakdown"].items():
+            total = part["graph run"] + part["inputs"] + part["labels"]
+            console.print(
+                f"one call of {b} row{'s' * (b > 1)} (µs, each part alone): raw run "
+                f"{part['raw run']:.1f}; mlcanary: graph run {part['graph run']:.1f} + inputs "
+                f"{part['inputs']:.1f} + labels {part['labels']:.1f} = {total:.1f}, predict "
+                f"{part['predict']:.1f} ({part['predict'] - total:+.1f} from the parts' effect "
+                "on each other)"
+            )
         extra = result["interference"]
         console.print(
             f"one-row run alone {extra['run alone']:.1f} µs; more after a pure-Python loop "
