@@ -152,21 +152,15 @@ def main() -> None:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
+    from versions import sources
 
     console = Console(highlight=False, width=120)
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
-        data, earlier, current = where / "data", where / "earlier", where / "current"
+        data = where / "data"
         data.mkdir()
         cases = requests(data, args.rows)
-        for rev, into in ((args.against, earlier), ("HEAD", current)):
-            into.mkdir()
-            archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True,
-                                     capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-        # The current version is the working tree, uncommitted changes included.
-        subprocess.run(["cp", "-r", str(ROOT / "src"), str(current)], check=True)
-        children = {"before": Child(earlier / "src", data), "now": Child(current / "src", data)}
+        children = {name: Child(src, data) for name, src in sources(args.against, where).items()}
         times: dict[str, dict[str, list[float]]] = {
             name: {c["name"]: [] for c in cases} for name in children}
         try:

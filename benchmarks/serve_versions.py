@@ -22,7 +22,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,8 @@ import plotly.graph_objects as go
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from serving import BIN, WRK_LUA, free_port, machine, run, start, stop
+from serving import BIN, WRK_LUA, free_port, machine, run, start, stop, wrk
+from versions import sources
 
 from mlcanary.demo import make_churn
 from mlcanary.serve.messages import encode_request
@@ -55,18 +55,6 @@ BINARY_LUA = WRK_LUA.replace(
 console = Console(highlight=False, width=120)
 
 
-def sources(rev: str, where: Path) -> dict[str, Path]:
-    """``src`` of ``rev`` and of the working tree, each in its own folder."""
-    earlier, current = where / "earlier", where / "current"
-    earlier.mkdir()
-    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(earlier)], input=archive, check=True)
-    current.mkdir()
-    subprocess.run(["cp", "-r", str(ROOT / "src"), str(current)], check=True)
-    return {"before": earlier / "src", "now": current / "src"}
-
-
 def prepare(tmp: Path, rows: int) -> tuple[dict[str, str], dict[str, tuple[Path, int | None]]]:
     frame = make_churn(rows)
     frame.to_csv(tmp / "churn.csv", index=False)
@@ -86,20 +74,6 @@ def prepare(tmp: Path, rows: int) -> tuple[dict[str, str], dict[str, tuple[Path,
     (tmp / "json.lua").write_text(WRK_LUA)
     (tmp / "binary.lua").write_text(BINARY_LUA)
     return env, bodies
-
-
-def wrk(port: int, lua: Path, body: Path, length: int | None, conns: int, seconds: int
-        ) -> dict[str, float]:
-    env = {**os.environ, "BODY_FILE": str(body), "HEADER_LENGTH": str(length or "")}
-    out = run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout",
-               "10s", "--latency", "-s", str(lua), f"http://127.0.0.1:{port}/v2/models/bench/infer"],
-              env=env, timeout=seconds + 60)
-    r = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON"))[8:])
-    failed = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
-    if failed:
-        raise SystemExit(f"{failed} failed requests on port {port}: the bodies are wrong")
-    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
-            "p99_ms": r["p99_us"] / 1000}
 
 
 def main() -> None:
@@ -138,9 +112,11 @@ def main() -> None:
                         lua = tmp / ("binary.lua" if binary else "json.lua")
                         order = ("before", "now") if turn % 2 == 0 else ("now", "before")
                         for version in order:
-                            runs[workload][version].append(wrk(
-                                servers[version]["port"], lua, body, length, conns,
-                                args.duration))
+                            found = wrk(servers[version]["port"], body, lua, conns,
+                                        args.duration, {"HEADER_LENGTH": str(length or "")})
+                            if found["non_2xx"] or found["socket_errors"]:
+                                raise SystemExit(f"{version}: failed requests in {workload}")
+                            runs[workload][version].append(found)
                             progress.advance(task)
         finally:
             for process in live:

@@ -169,10 +169,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def wrk(port: int, body: Path, lua: Path, conns: int, seconds: int) -> dict[str, float]:
+def wrk(port: int, body: Path, lua: Path, conns: int, seconds: int,
+        env: dict[str, str] | None = None) -> dict[str, float]:
+    """``wrk`` on core 1 against the model's infer endpoint; ``env`` is for the Lua script."""
     out = run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout",
                "10s", "--latency", "-s", str(lua), f"http://127.0.0.1:{port}/v2/models/bench/infer"],
-              env={**os.environ, "BODY_FILE": str(body)}, timeout=seconds + 60)
+              env={**os.environ, **(env or {}), "BODY_FILE": str(body)}, timeout=seconds + 60)
     r = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON"))[8:])
     ok = r["requests"] - r["status"]
     return {"rps": ok / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
