@@ -456,14 +456,7 @@ def create_app(
         params = request.path_params
         return repository.get(params["name"], params.get("version"))
 
-    routes = [
-        Route("/v2/health/live", live),
-        Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata),
-        Route("/v2/models/{name}", model_metadata),
-        Route("/v2/models/{name}/versions/{version}", model_metadata),
-        Route("/v2/models/{name}/ready", model_ready),
-        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
+    routes = [  # matched in order, one pattern at a time: the prediction routes first
         Route("/v2/models/{name}/infer", instrumented("v2_infer", infer), methods=["POST"]),
         Route(
             "/v2/models/{name}/versions/{version}/infer",
@@ -471,6 +464,13 @@ def create_app(
             methods=["POST"],
         ),
         Route("/v1/models/{name_verb}", instrumented("v1_predict", predict_v1), methods=["POST"]),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{name}", model_metadata),
+        Route("/v2/models/{name}/versions/{version}", model_metadata),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
         Route(
             "/v2/models/{name}/feedback", instrumented("v2_feedback", feedback), methods=["POST"]
         ),
