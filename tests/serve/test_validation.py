@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlcanary.errors import InvalidInput
 from mlcanary.serve.dates import all_known, calendar_parts
+from mlcanary.serve.messages import parse_request
 from mlcanary.serve.tensors import Datatype, Tensor
-from mlcanary.serve.validation import rows_from_tensors
+from mlcanary.serve.validation import columns_from_tensors, rows_from_tensors
 from mlcanary.signature import ColumnSpec, Signature
 
 CITIES = ["Berlin", "London", "Paris"]
@@ -343,3 +347,71 @@ def test_merged_columns_equal_concatenated_frames() -> None:
     merged = as_frame(merge_columns([first, second, first]))
     expected = pd.concat([as_frame(first), as_frame(second), as_frame(first)], ignore_index=True)
     pd.testing.assert_frame_equal(merged, expected)
+
+
+# Any request: a clear refusal or typed columns, never another exception
+
+_VALUES = {
+    "FP64": st.floats() | st.none(),
+    "FP32": st.floats(width=32) | st.none(),
+    "INT64": st.integers(-(2**70), 2**70),
+    "INT8": st.integers(-200, 200),
+    "UINT64": st.integers(0, 2**64),
+    "BOOL": st.booleans() | st.integers(0, 2),
+    "BYTES": st.none() | st.text(max_size=6),
+}
+_OWN = {  # each column's datatype, values it accepts, and one value it refuses
+    "age": ("FP64", st.floats(-1e3, 1e3), None),  # not nullable
+    "visits": ("FP64", st.integers(0, 50).map(float) | st.none(), 2.5),
+    "member": ("BYTES", st.sampled_from(["yes", "No", "0", " true ", ""]), "maybe"),
+    "city": ("BYTES", st.sampled_from([*CITIES, None]), "Rome"),
+    "joined": ("BYTES", st.sampled_from(["2024-02-29", "2023-12-01 10:00"]), "2024-02-30"),
+    "customer": ("BYTES", st.sampled_from(["c1", "c7"]), None),  # unused, not nullable
+}
+
+
+@st.composite
+def column_requests(draw: st.DrawFn) -> tuple[bytes, bool | None]:
+    """One tensor per signature column, and whether validation must accept it (None:
+    either way). A column holds its own kind of values; or those and one it refuses; or
+    any datatype with values of any kind."""
+    n = draw(st.integers(1, 4))
+    inputs, verdicts = [], []
+    for spec in signature().columns:
+        datatype, good_values, bad = _OWN[spec.name]
+        how = draw(st.integers(0, 9))
+        if how == 0:
+            datatype = draw(st.sampled_from(sorted(_VALUES)))
+            data = draw(st.lists(_VALUES[datatype], min_size=n, max_size=n))
+            verdicts.append(None)
+        else:
+            data = draw(st.lists(good_values, min_size=n, max_size=n))
+            if how == 1:
+                data[draw(st.integers(0, n - 1))] = bad
+            verdicts.append(how != 1)
+        shape = draw(st.sampled_from([[n], [n, 1]]))
+        inputs.append({"name": spec.name, "datatype": datatype, "shape": shape, "data": data})
+    verdict = False if False in verdicts else (None if None in verdicts else True)
+    return json.dumps({"inputs": inputs}).encode(), verdict  # NaN as Python writes it
+
+
+@settings(deadline=None, max_examples=300)
+@given(column_requests())
+def test_any_column_request_is_refused_clearly_or_typed(case: tuple[bytes, bool | None]) -> None:
+    body, verdict = case
+    sig = signature()
+    try:
+        columns = columns_from_tensors(parse_request(body).inputs, sig)
+    except InvalidInput as exc:
+        assert verdict is not True, str(exc)
+        assert str(exc).startswith(("input", "inputs")), str(exc)
+        return
+    assert verdict is not False, body
+    n = len(json.loads(body)["inputs"][0]["data"])
+    assert list(columns) == [c.name for c in sig.columns]
+    assert all(len(values) == n for values in columns.values())
+    assert columns["age"].dtype == np.float64 and not np.isnan(columns["age"]).any()
+    assert columns["visits"].dtype == "Int64" and columns["member"].dtype == "boolean"
+    for name in ("city", "joined", "customer"):
+        assert all(v is None or (isinstance(v, str) and v) for v in columns[name]), name
+    assert set(columns["city"]) <= {*CITIES, None}
