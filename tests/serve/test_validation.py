@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mlcanary.errors import InvalidInput
 from mlcanary.serve.dates import all_known, calendar_parts
-from mlcanary.serve.messages import parse_request
+from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.tensors import Datatype, Tensor
 from mlcanary.serve.validation import columns_from_tensors, rows_from_tensors
 from mlcanary.signature import ColumnSpec, Signature
@@ -371,10 +371,11 @@ _OWN = {  # each column's datatype, values it accepts, and one value it refuses
 
 
 @st.composite
-def column_requests(draw: st.DrawFn) -> tuple[bytes, bool | None]:
-    """One tensor per signature column, and whether validation must accept it (None:
-    either way). A column holds its own kind of values; or those and one it refuses; or
-    any datatype with values of any kind."""
+def column_requests(draw: st.DrawFn) -> tuple[bytes, int | None, bool | None]:
+    """One tensor per signature column (the body, its binary header length), and whether
+    validation must accept it (None: either way). A column holds its own kind of values;
+    or those and one it refuses; or any datatype with values of any kind. Requests of
+    the columns' own datatypes also travel as binary tensors, as ``tritonclient`` sends."""
     n = draw(st.integers(1, 4))
     inputs, verdicts = [], []
     for spec in signature().columns:
@@ -392,22 +393,39 @@ def column_requests(draw: st.DrawFn) -> tuple[bytes, bool | None]:
         shape = draw(st.sampled_from([[n], [n, 1]]))
         inputs.append({"name": spec.name, "datatype": datatype, "shape": shape, "data": data})
     verdict = False if False in verdicts else (None if None in verdicts else True)
-    return json.dumps({"inputs": inputs}).encode(), verdict  # NaN as Python writes it
+    if None not in verdicts and draw(st.booleans()):
+        tensors = [_as_tensor(item) for item in inputs]
+        body, length = encode_request(tensors, binary=[t.name for t in tensors])
+        return body, length, verdict
+    return json.dumps({"inputs": inputs}).encode(), None, verdict  # NaN as Python writes it
+
+
+def _as_tensor(item: dict[str, Any]) -> Tensor:
+    if item["datatype"] == "BYTES":
+        values = [None if v is None else v.encode() for v in item["data"]]
+        data = np.empty(len(values), dtype=np.object_)
+        data[:] = values
+    else:
+        data = np.array([np.nan if v is None else v for v in item["data"]], dtype=np.float64)
+    return Tensor(item["name"], item["datatype"], item["shape"], data.reshape(item["shape"]))
 
 
 @settings(deadline=None, max_examples=300)
 @given(column_requests())
-def test_any_column_request_is_refused_clearly_or_typed(case: tuple[bytes, bool | None]) -> None:
-    body, verdict = case
+def test_any_column_request_is_refused_clearly_or_typed(
+    case: tuple[bytes, int | None, bool | None],
+) -> None:
+    body, length, verdict = case
     sig = signature()
     try:
-        columns = columns_from_tensors(parse_request(body).inputs, sig)
+        request = parse_request(body, length)
+        columns = columns_from_tensors(request.inputs, sig)
     except InvalidInput as exc:
         assert verdict is not True, str(exc)
         assert str(exc).startswith(("input", "inputs")), str(exc)
         return
     assert verdict is not False, body
-    n = len(json.loads(body)["inputs"][0]["data"])
+    n = request.inputs[0].shape[0]
     assert list(columns) == [c.name for c in sig.columns]
     assert all(len(values) == n for values in columns.values())
     assert columns["age"].dtype == np.float64 and not np.isnan(columns["age"]).any()
