@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -160,3 +161,60 @@ def test_stop_finishes_queued_work_then_refuses() -> None:
             await batcher.submit(frame(9))
 
     asyncio.run(scenario())
+
+
+class Threads:
+    """A predictor that notes the thread each batch ran on; ``pause`` seconds each."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.calls: list[tuple[int, int]] = []  # (thread id, rows)
+
+    def __call__(self, rows: pd.DataFrame) -> Prediction:
+        if self.pause:
+            time.sleep(self.pause)
+        self.calls.append((threading.get_ident(), len(rows)))
+        values = np.zeros(len(rows), dtype=np.int64)
+        return Prediction(values, None)
+
+
+def on_loop(predictor: Threads, requests: list[pd.DataFrame]) -> list[bool]:
+    """Submit one request after another; for each batch, whether it ran on the loop."""
+
+    async def scenario() -> int:
+        batcher = Batcher(predictor)
+        batcher.start()
+        for rows in requests:
+            await batcher.submit(rows)
+        await batcher.stop()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    return [thread == loop_thread for thread, _ in predictor.calls]
+
+
+def test_a_quick_lone_request_runs_on_the_event_loop_once_its_speed_is_known() -> None:
+    inline = on_loop(Threads(), [frame(i) for i in range(30)])
+    assert inline[0] is False  # no predict time known yet: the thread
+    assert any(inline[1:])  # ~µs a call, far under the 200 µs a hand-off may cost
+
+
+def test_a_slow_predict_a_large_request_and_merged_requests_keep_the_thread() -> None:
+    assert not any(on_loop(Threads(pause=0.002), [frame(i) for i in range(6)]))
+    quick = Threads()
+    inline = on_loop(quick, [frame(i) for i in range(20)] + [frame(*range(17))])
+    assert any(inline[:-1]) and quick.calls[-1][1] == 17 and inline[-1] is False
+
+    async def merged() -> int:  # quick and small, but two requests in one batch
+        predictor = Threads()
+        batcher = Batcher(predictor, inline_seconds=1.0)  # any predict counts as quick
+        batcher.start()
+        await batcher.submit(frame(0))
+        assert batcher.runs_inline()
+        predictor.calls.clear()
+        await asyncio.gather(batcher.submit(frame(1)), batcher.submit(frame(2)))
+        await batcher.stop()
+        assert [rows for _, rows in predictor.calls] == [2]
+        return predictor.calls[0][0]
+
+    assert asyncio.run(merged()) != threading.main_thread().ident
