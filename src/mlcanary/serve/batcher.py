@@ -79,7 +79,7 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self.observe = observe
         self.inline_seconds = inline_seconds
-        """A small batch runs on the event loop while recent small predicts took less."""
+        """A lone small request runs on the event loop while recent small predicts took less."""
         self._small_seconds: float | None = None
         """Moving average of the predict time of batches up to ``INLINE_ROWS`` rows."""
         self._queue: deque[_Pending] = deque()
