@@ -10,6 +10,9 @@ on one pinned core:
 * ``mlcanary onnx``: ``OnnxRuntime.predict`` from validated columns (what the batcher hands
   it) to labels and float64 probabilities: building the inputs, the run of that graph
   extended by the class prior and the decision, the labels;
+* ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it: for
+  these LightGBM models the ONNX runtime, with one-row batches through LightGBM's
+  single-row predictor (``serve/single_row.py``) where that verifies and is faster;
 * ``compiled`` and ``native``: the other runtimes, for context.
 
 It also prints where one call's time goes at 1 and 16 rows (the graph's run, building
@@ -26,7 +29,11 @@ Each pair is timed two ways:
   reaches the runtime), for the raw session and for mlcanary alike. The figure is the
   call's extra time over decoding alone. This is the condition the issue's target is read
   in: the work around the call evicts ONNX Runtime's code and data from the caches for
-  both sides, and a runtime that does more between requests pays for it here.
+  both sides, and a runtime that does more between requests pays for it here. A server
+  calls one runtime request after request, so each method makes ``BLOCK`` calls in a row
+  (the first, which follows another method's, not counted) before the next method's run:
+  called one by one in turn, each method would also find its caches evicted by the other
+  methods' sessions and trees, which no server does to it.
 
 Methods are interleaved within each repeat and the ratio is taken per repeat, so a noisy
 machine moves both sides together.
@@ -60,6 +67,7 @@ from sklearn.datasets import make_classification
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
+from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.messages import encode_request, parse_request
@@ -72,9 +80,11 @@ from mlcanary.train.spec import TrainSpec
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 BATCHES = (1, 16, 64, 512)
-METHODS = ("raw onnx", "mlcanary onnx", "compiled", "native")
-SERVED = ("decode", "decode + raw onnx", "decode + mlcanary onnx")
+METHODS = ("raw onnx", "mlcanary onnx", "mlcanary chosen", "compiled", "native")
+SERVED = ("decode", "decode + raw onnx", "decode + mlcanary onnx", "decode + mlcanary chosen")
 TARGET = 1.2
+BLOCK = 8
+"""Calls of one method in a row in the "after a request" condition (see ``interleaved``)."""
 console = Console(highlight=False, width=120)
 
 
@@ -98,16 +108,20 @@ def per_call(func: Callable[[], Any], budget: float) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], budget: float) -> dict[str, float]:
-    """Median seconds per call of each, the calls taken in turn (order rotating)."""
+def interleaved(calls: dict[str, Callable[[], Any]], budget: float, block: int = 1
+                ) -> dict[str, float]:
+    """Median seconds per call of each, the calls taken in turn (order rotating), in runs
+    of ``block`` calls of one before the next (the first of each run not counted)."""
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
     start, turn = time.perf_counter(), 0
     while turn < 5 or time.perf_counter() - start < budget * len(names):
         for name in names[turn % len(names):] + names[:turn % len(names)]:
-            began = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - began)
+            for call in range(block):
+                began = time.perf_counter()
+                calls[name]()
+                if call or block == 1:
+                    times[name].append(time.perf_counter() - began)
         turn += 1
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -188,13 +202,16 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
     onnx = OnnxRuntime(result.pipeline, result.signature)
     raw = ort.InferenceSession(onnx.scores.SerializeToString(), onnx.options,
                                providers=["CPUExecutionProvider"])
+    chosen, why = choose(result.pipeline, result.signature, rows.head(300))
     runtimes = {
         "mlcanary onnx": onnx,
+        "mlcanary chosen": chosen,
         "compiled": CompiledRuntime(result.pipeline, result.signature),
         "native": NativeRuntime(result.pipeline, result.signature),
     }
     out: dict[str, Any] = {"trees": int(getattr(result.pipeline.estimator.estimator[-1],
-                                                 "n_estimators_", 0)), "batches": {}}
+                                                 "n_estimators_", 0)), "batches": {},
+                           "chosen": why}
     task = progress.add_task("timing", total=repeats * len(BATCHES))
     samples = {b: {m: [] for m in (*METHODS, *SERVED)} for b in BATCHES}
     for _ in range(repeats):
@@ -218,7 +235,8 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
                 "decode + raw onnx": lambda f=feeds, d=decode: (
                     d(), raw.run([onnx.score_output], f)),
                 "decode + mlcanary onnx": lambda d=decode: onnx.predict(d()),
-            }, budget)
+                "decode + mlcanary chosen": lambda d=decode: chosen.predict(d()),
+            }, budget, block=BLOCK)
             for method, seconds in served.items():
                 samples[b][method].append(seconds / b)
             progress.advance(task)
@@ -235,20 +253,22 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
         {name: values[:1] for name, values in columns.items()}), budget * 2)
     for b in BATCHES:
         s = samples[b]
-        ratios = [o / r for o, r in zip(s["mlcanary onnx"], s["raw onnx"], strict=True)]
-        served = [(o - d) / (r - d) for d, r, o in zip(*(s[m] for m in SERVED), strict=True)]
-        out["batches"][b] = {
-            **{m: statistics.median(v) * 1e6 for m, v in s.items()},
-            "ratio": statistics.median(ratios),
-            "ratio_range": [min(ratios), max(ratios)],
-            "served_ratio": statistics.median(served),
-            "served_range": [min(served), max(served)],
-            "served raw onnx": statistics.median(
-                [r - d for d, r in zip(s["decode"], s["decode + raw onnx"], strict=True)]) * 1e6,
-            "served mlcanary onnx": statistics.median(
-                [o - d for d, o in zip(s["decode"], s["decode + mlcanary onnx"], strict=True)]
-            ) * 1e6,
-        }
+        out["batches"][b] = {m: statistics.median(v) * 1e6 for m, v in s.items()}
+        for method, key in (("mlcanary onnx", ""), ("mlcanary chosen", "chosen ")):
+            ratios = [o / r for o, r in zip(s[method], s["raw onnx"], strict=True)]
+            served = [(o - d) / (r - d) for d, r, o in zip(
+                s["decode"], s["decode + raw onnx"], s[f"decode + {method}"], strict=True)]
+            out["batches"][b] |= {
+                f"{key}ratio": statistics.median(ratios),
+                f"{key}ratio_range": [min(ratios), max(ratios)],
+                f"{key}served_ratio": statistics.median(served),
+                f"{key}served_range": [min(served), max(served)],
+                f"served {method}": statistics.median(
+                    [o - d for d, o in zip(s["decode"], s[f"decode + {method}"], strict=True)]
+                ) * 1e6,
+            }
+        out["batches"][b]["served raw onnx"] = statistics.median(
+            [r - d for d, r in zip(s["decode"], s["decode + raw onnx"], strict=True)]) * 1e6
     return out
 
 
@@ -258,18 +278,24 @@ def report(results: dict[str, Any]) -> None:
         table.add_column("batch", justify="right")
         for method in METHODS:
             table.add_column(f"alone: {method}", justify="right")
-        table.add_column("alone: ratio", justify="right")
-        for method in ("raw onnx", "mlcanary onnx"):
+        table.add_column("alone: onnx ratio", justify="right")
+        table.add_column("alone: chosen ratio", justify="right")
+        for method in ("raw onnx", "mlcanary onnx", "mlcanary chosen"):
             table.add_column(f"after a request: {method}", justify="right")
-        table.add_column("after a request: ratio", justify="right")
+        table.add_column("after a request: onnx ratio", justify="right")
+        table.add_column("after a request: chosen ratio", justify="right")
         for b, row in result["batches"].items():
             table.add_row(
                 str(b), *(f"{row[m]:,.1f}" for m in METHODS),
                 _ratio(row["ratio"], row["ratio_range"]),
-                f"{row['served raw onnx']:,.1f}", f"{row['served mlcanary onnx']:,.1f}",
+                _ratio(row["chosen ratio"], row["chosen ratio_range"]),
+                *(f"{row[f'served {m}']:,.1f}" for m in
+                  ("raw onnx", "mlcanary onnx", "mlcanary chosen")),
                 _ratio(row["served_ratio"], row["served_range"]),
+                _ratio(row["chosen served_ratio"], row["chosen served_range"]),
             )
         console.print(table)
+        console.print(f"chosen: {result['chosen']}")
         decode = ", ".join(f"{b} rows {row['decode'] * int(b):,.0f}"
                            for b, row in result["batches"].items())
         console.print(f"decoding one request (µs): {decode}")
@@ -298,7 +324,7 @@ def report(results: dict[str, Any]) -> None:
         for method in METHODS:
             figure.add_scatter(x=batches, y=[result["batches"][b][method] for b in batches],
                                name=f"{model}: {method}", mode="lines+markers")
-        for method in ("served raw onnx", "served mlcanary onnx"):
+        for method in ("served raw onnx", "served mlcanary onnx", "served mlcanary chosen"):
             figure.add_scatter(x=batches, y=[result["batches"][b][method] for b in batches],
                                name=f"{model}: {method.replace('served ', '')} after a request",
                                mode="lines+markers", line_dash="dash")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -10,22 +13,49 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.app import metadata
 from mlcanary.serve.batch import tensors_from_frame
 from mlcanary.serve.compiled import CompiledRuntime
+from mlcanary.serve.onnx import TOLERANCE as ONNX_TOLERANCE
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.outputs import outputs_for
 from mlcanary.serve.repository import ModelRepository, ServedModel
-from mlcanary.serve.runtime import NativeRuntime
-from mlcanary.serve.validation import rows_from_tensors
+from mlcanary.serve.runtime import NativeRuntime, Runtime
+from mlcanary.serve.single_row import LoneRows, SingleRow
+from mlcanary.serve.validation import columns_from_frame, rows_from_tensors
+from mlcanary.signature import Signature
 from tests.serve.conftest import Server
 
-RUNTIMES = {"native": NativeRuntime, "compiled": CompiledRuntime, "onnx": OnnxRuntime}
+Factory = Callable[[Any, Signature], Runtime]
+
+
+def lone_rows(batches: Factory) -> Factory:
+    """One-row batches through LightGBM's single-row predictor, the rest to ``batches``."""
+    return lambda pipeline, signature: LoneRows(
+        batches(pipeline, signature), SingleRow(pipeline, signature)
+    )
+
+
+RUNTIMES: dict[str, tuple[Factory, float]] = {
+    "native": (NativeRuntime, 1e-12),
+    "compiled": (CompiledRuntime, 1e-12),
+    "onnx": (OnnxRuntime, 1e-12),
+    "onnx, lone rows through LightGBM": (lone_rows(OnnxRuntime), ONNX_TOLERANCE),
+    "compiled, lone rows through LightGBM": (lone_rows(CompiledRuntime), 1e-12),
+}
+"""Each runtime, and how far a row's scores may be between a batch and the row alone: none
+at all within one runtime; within the ONNX runtime's verified tolerance where a lone row
+is scored by LightGBM in float64 and a batch by ONNX Runtime in float32."""
 
 
 @pytest.fixture(scope="module", params=sorted(RUNTIMES))
-def model(request: pytest.FixtureRequest, server: Server) -> ServedModel:
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def model(runtime_name: str, server: Server) -> ServedModel:
     repository = ModelRepository(ModelRegistry(Settings(home=server.home)), ["churn"])
     repository.load()
     loaded = repository.get("churn")
-    loaded.runtime = RUNTIMES[request.param](server.pipeline, loaded.signature)
+    loaded.runtime = RUNTIMES[runtime_name][0](server.pipeline, loaded.signature)
     return loaded
 
 
@@ -35,17 +65,26 @@ def test_the_server_chose_a_verified_fast_runtime(server: Server) -> None:
     loaded = repository.get("churn")
     assert loaded.runtime.kind in ("compiled", "onnx")
     assert loaded.runtime_note.startswith(f"{loaded.runtime.kind} runtime")
+    assert "; lone rows: " in loaded.runtime_note
 
 
-def test_batch_equals_row_by_row(model: ServedModel, server: Server) -> None:
-    rows = rows_from_tensors(
+def test_batch_equals_row_by_row(model: ServedModel, runtime_name: str, server: Server) -> None:
+    tolerance = RUNTIMES[runtime_name][1]
+    frame = rows_from_tensors(
         tensors_from_frame(server.rows.head(64), model.signature), model.signature
     )
-    batch = model.runtime.predict(rows)
-    for i in range(0, 64, 7):
-        one = model.runtime.predict(rows.iloc[[i]])
-        np.testing.assert_allclose(one.proba, batch.proba[[i]], rtol=0, atol=1e-12)
-        assert one.predicted[0] == batch.predicted[i]
+    columns = columns_from_frame(server.rows.head(64), model.signature)
+    for rows, row in ((frame, lambda i: frame.iloc[[i]]),  # a table, as `mlcanary predict`
+                      (columns, lambda i: {k: v[i:i + 1] for k, v in columns.items()})):
+        batch = model.runtime.predict(rows)
+        for i in range(0, 64, 3):
+            one = model.runtime.predict(row(i))
+            np.testing.assert_allclose(one.proba, batch.proba[[i]], rtol=0, atol=tolerance)
+            if one.predicted[0] != batch.predicted[i]:  # only a score at the threshold
+                threshold = getattr(model.runtime, "threshold", None)
+                assert threshold is not None, (one, batch.predicted[i])
+                assert abs(batch.proba[i, 1] - threshold) <= tolerance
+            assert one.predicted.dtype == batch.predicted.dtype
 
 
 def test_predict_does_not_mutate_its_input(model: ServedModel, server: Server) -> None:
