@@ -13,9 +13,10 @@ from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve import compiled
 from mlcanary.serve.choice import choose
-from mlcanary.serve.compiled import CompiledRuntime, Unsupported, float_column
+from mlcanary.serve.compiled import CompiledRuntime, float_column, unwrap
+from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
 from mlcanary.serve.onnx import OnnxRuntime, _float_input, _one_float_row
-from mlcanary.serve.runtime import NativeRuntime, Prediction
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Unsupported
 from mlcanary.serve.single_row import LoneRows, SingleRow
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
@@ -243,3 +244,19 @@ def test_the_single_row_path_is_for_lightgbm_and_the_choice_says_so(tmp_path: Pa
         assert "(LightGBM's single-row predictor: " in why and "slower a request" in why, why
     forced, note = choose(trees.pipeline, trees.signature, reference, "onnx")
     assert isinstance(forced, OnnxRuntime) and "lone rows" not in note
+
+
+def test_lightgbm_through_its_c_api_gives_the_boosters_scores_on_one_thread_and_on_all(
+    tmp_path: Path,
+) -> None:
+    frame = load_diabetes(as_frame=True).frame
+    result = fitted(tmp_path, frame, "target", "lightgbm")
+    model = unwrap(result.pipeline, result.signature)[1][-1]
+    booster, n = model.model_.booster_, model.n_estimators_
+    trees = MatrixPredictor(booster, n)
+    rng = np.random.default_rng(0)
+    for rows in (1, 64, ONE_THREAD + 500):  # the last on every core
+        X = rng.normal(size=(rows, trees.width))
+        np.testing.assert_array_equal(trees(X), booster.predict(X, num_iteration=n))
+    with pytest.raises(ValueError, match=f"3 features, the model takes {trees.width}"):
+        trees(np.zeros((2, 3)))

@@ -27,7 +27,7 @@ import pandas as pd
 
 from mlcanary.serve import compiled, onnx, single_row
 from mlcanary.serve.messages import encode_request, parse_request
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Runtime
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Runtime, Unsupported
 from mlcanary.serve.validation import (
     Columns,
     columns_from_frame,
@@ -118,7 +118,7 @@ def _trial(
     try:
         runtime = factory(pipeline, signature)
         got = runtime.predict(rows)
-    except compiled.Unsupported as exc:
+    except Unsupported as exc:
         return Trial(kind, None, None, failure=f"not available ({exc})")
     except Exception as exc:  # a converter's bug must not stop the server: native serves
         log.warning("runtime %s failed on the reference rows", kind, exc_info=True)
@@ -140,7 +140,7 @@ def _lone_rows(
     assert best.runtime is not None
     try:
         row = single_row.SingleRow(pipeline, signature)
-    except compiled.Unsupported as exc:
+    except Unsupported as exc:
         return best.runtime, f"{best.kind} (single-row path not available: {exc})"
     except Exception as exc:  # as for any candidate: the chosen runtime serves
         log.warning("the single-row path failed to build", exc_info=True)

@@ -27,7 +27,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.serve.dates import calendar_parts
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows, decide
+from mlcanary.serve.lightgbm_api import MatrixPredictor
+from mlcanary.serve.runtime import NativeRuntime, Prediction, Rows, Unsupported, decide
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -36,10 +37,6 @@ TOLERANCE = 1e-9
 
 Block = Callable[[Rows], np.ndarray]
 """Raw rows -> one block of model features (n, k)."""
-
-
-class Unsupported(Exception):
-    """A pipeline step this runtime cannot compile; the native runtime serves instead."""
 
 
 class CompiledRuntime:
@@ -150,7 +147,7 @@ def _onehot(step: OneHotEncoder) -> Callable[[np.ndarray], np.ndarray]:
     def encode(X: np.ndarray) -> np.ndarray:
         out = np.zeros((X.shape[0], int(sum(widths))))
         for j, lookup in enumerate(lookups):
-            for i, value in enumerate(X[:, j]):
+            for i, value in enumerate(X[:, j].tolist()):
                 k = lookup.get(value)
                 if k is not None:
                     out[i, offsets[j] + k] = 1.0
@@ -168,7 +165,7 @@ def _target(step: TargetEncoder) -> Callable[[np.ndarray], np.ndarray]:
     def encode(X: np.ndarray) -> np.ndarray:
         out = np.empty((X.shape[0], n_features * per_feature))
         for j, lookup in enumerate(lookups):
-            index = np.array([lookup.get(v, -1) for v in X[:, j]])
+            index = np.array([lookup.get(v, -1) for v in X[:, j].tolist()])
             for k in range(per_feature):
                 table = step.encodings_[j * per_feature + k]
                 column = table[np.maximum(index, 0)]
@@ -210,6 +207,14 @@ def float_column(values: Any) -> np.ndarray:
 
 
 def _texts(rows: Rows, columns: list[str]) -> np.ndarray:
+    if not isinstance(rows, pd.DataFrame):
+        data = [rows[name] for name in columns]
+        if all(type(v) is np.ndarray and v.dtype == object for v in data):
+            # validated text: str, or None where missing (which ``_missing`` reads as such)
+            out = np.empty((len(data[0]), len(columns)), dtype=object)
+            for j, values in enumerate(data):
+                out[:, j] = values
+            return out
     frame = _frame(rows, columns)
     return np.asarray(AsText().fit(frame).transform(frame))
 
@@ -235,11 +240,11 @@ def _missing(X: np.ndarray) -> np.ndarray:
 
 def _estimator(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if isinstance(model, EarlyStoppedLGBMClassifier):
-        booster, n = model.model_.booster_, model.n_estimators_
+        trees = MatrixPredictor(model.model_.booster_, model.n_estimators_)
         prior = model.prior_
 
         def classify(X: np.ndarray) -> np.ndarray:
-            raw = np.asarray(booster.predict(X, num_iteration=n))
+            raw = trees(X)
             proba = np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
             if prior is not None:
                 proba = proba * prior
@@ -248,8 +253,7 @@ def _estimator(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
         return classify
     if isinstance(model, EarlyStoppedLGBMRegressor):
-        booster, n = model.model_.booster_, model.n_estimators_
-        return lambda X: np.asarray(booster.predict(X, num_iteration=n), dtype=np.float64)
+        return MatrixPredictor(model.model_.booster_, model.n_estimators_)
     if isinstance(model, LogisticRegression):
         coef, intercept = model.coef_, model.intercept_
 

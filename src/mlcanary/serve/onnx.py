@@ -44,9 +44,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from mlcanary.serve.compiled import Unsupported, float_column, unwrap
+from mlcanary.serve.compiled import float_column, unwrap
 from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
-from mlcanary.serve.runtime import Prediction, Rows
+from mlcanary.serve.runtime import Prediction, Rows, Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat

@@ -1,7 +1,8 @@
 """Runtimes: what turns a validated table into predictions, behind one small interface.
 
-Today there is the native runtime (the fitted scikit-learn / LightGBM pipeline).
-Every runtime answers ``predict(rows) -> Prediction`` and must give the same answer
+The native runtime is the fitted scikit-learn / LightGBM pipeline itself; ``compiled``,
+``onnx`` and ``single_row`` are faster ways to the same answer, and ``choice`` picks among
+them. Every runtime answers ``predict(rows) -> Prediction`` and must give the same answer
 for a batch as for its rows one by one (the contract tests check it).
 """
 
@@ -27,6 +28,10 @@ class Prediction:
 
 Rows = pd.DataFrame | Mapping[str, Any]
 """A batch: a DataFrame, or one array per signature column (what validation gives)."""
+
+
+class Unsupported(Exception):
+    """A pipeline step a runtime cannot serve; another runtime serves instead."""
 
 
 class Runtime(Protocol):

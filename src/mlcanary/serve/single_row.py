@@ -25,9 +25,6 @@ the version's reference sample and is faster there at one row.
 
 from __future__ import annotations
 
-import ctypes
-import threading
-import weakref
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -38,9 +35,10 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
-from mlcanary.serve.compiled import Unsupported, unwrap
+from mlcanary.serve.compiled import unwrap
 from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
-from mlcanary.serve.runtime import Prediction, Rows, Runtime
+from mlcanary.serve.lightgbm_api import SingleRowPredictor
+from mlcanary.serve.runtime import Prediction, Rows, Runtime, Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -68,7 +66,7 @@ class SingleRow:
         self.threshold = native.threshold
         prior = getattr(estimator, "prior_", None)
         self.prior = None if prior is None else [float(p) for p in prior]
-        self.scores = _Predictor(booster, estimator.n_estimators_)
+        self.scores = SingleRowPredictor(booster, estimator.n_estimators_)
         self.binary = self.classes is not None and self.scores.outputs == 1
 
     def features(self, rows: Rows) -> list[float] | None:
@@ -118,53 +116,6 @@ class LoneRows:
             if answer is not None:
                 return answer
         return self.batches.predict(rows)
-
-
-# -- LightGBM's single-row predictor ---------------------------------------------------------
-
-_NORMAL, _FLOAT64 = 0, 1
-"""``C_API_PREDICT_NORMAL`` (probabilities or values) and ``C_API_DTYPE_FLOAT64``."""
-
-
-class _Predictor:
-    """``LGBM_BoosterPredictForMatSingleRowFast`` on kept buffers: floats in, scores out."""
-
-    def __init__(self, booster: Any, iterations: int) -> None:
-        try:
-            from lightgbm.basic import _LIB  # type: ignore[attr-defined]
-            handle_of_booster = booster._handle
-        except (ImportError, AttributeError) as exc:  # another LightGBM layout
-            raise Unsupported(f"LightGBM's C API is not reachable ({exc})") from exc
-        self.width = int(booster.num_feature())
-        self.outputs = int(booster.num_model_per_iteration())
-        self._booster = booster  # the configuration points into it
-        config = ctypes.c_void_p()
-        status = _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-            handle_of_booster, ctypes.c_int(_NORMAL), ctypes.c_int(0),
-            ctypes.c_int(iterations), ctypes.c_int(_FLOAT64), ctypes.c_int32(self.width),
-            ctypes.c_char_p(b""), ctypes.byref(config),
-        )
-        if status != 0:
-            raise Unsupported(f"LightGBM single-row predictor: {_LIB.LGBM_GetLastError()!r}")
-        weakref.finalize(self, _LIB.LGBM_FastConfigFree, config)
-        self._last_error = _LIB.LGBM_GetLastError
-        self._row = (ctypes.c_double * self.width)()
-        self._out = (ctypes.c_double * self.outputs)()
-        self._length = ctypes.c_int64()
-        prototype = ctypes.PYFUNCTYPE(
-            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
-        )
-        self._call = prototype(("LGBM_BoosterPredictForMatSingleRowFast", _LIB))
-        self._args = (config.value, ctypes.addressof(self._row),
-                      ctypes.addressof(self._length), ctypes.addressof(self._out))
-        self._lock = threading.Lock()  # one set of buffers; the server may call from 2 threads
-
-    def __call__(self, features: list[float]) -> list[float]:
-        with self._lock:
-            self._row[:] = features  # type: ignore[assignment]  # TypeError if not numbers
-            if self._call(*self._args) != 0:
-                raise RuntimeError(f"LightGBM: {self._last_error().decode()}")
-            return self._out[:]
 
 
 # -- preprocessing, one row -------------------------------------------------------------------

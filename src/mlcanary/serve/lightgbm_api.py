@@ -1,0 +1,115 @@
+"""LightGBM's C API, called straight through ``ctypes``, for the two ways a server predicts.
+
+The Python package's ``Booster.predict`` checks and converts its input in Python, ~20 µs a
+call, and runs on every core by default: on a small batch the OpenMP threads wait for each
+other longer than the trees take (8 ms a call on one pinned core). Here the functions are
+bound once, with the booster's handle, and called with the arrays' addresses:
+
+* ``SingleRowPredictor``: ``LGBM_BoosterPredictForMatSingleRowFast``, made for one row (its
+  configuration parsed once, kept buffers), called with the GIL kept: ~2 µs for 29 trees;
+* ``MatrixPredictor``: ``LGBM_BoosterPredictForMat`` on one thread up to ``ONE_THREAD``
+  rows (on every core beyond), the GIL released while the trees run.
+
+Both take float64 features, as the native pipeline gives LightGBM, so scores are the
+native ones. A LightGBM without these entry points raises ``Unsupported``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from mlcanary.serve.runtime import Unsupported
+
+_NORMAL, _FLOAT64, _ROW_MAJOR = 0, 1, 1
+"""``C_API_PREDICT_NORMAL`` (probabilities or values), ``C_API_DTYPE_FLOAT64``, row-major."""
+
+ONE_THREAD = 4096
+"""Batches up to this many rows run on one thread; larger ones on every core."""
+
+
+def _library(booster: Any) -> tuple[Any, int]:
+    try:
+        from lightgbm.basic import _LIB  # type: ignore[attr-defined]
+
+        return _LIB, int(booster._handle.value)
+    except (ImportError, AttributeError, TypeError) as exc:  # another LightGBM layout
+        raise Unsupported(f"LightGBM's C API is not reachable ({exc})") from exc
+
+
+class SingleRowPredictor:
+    """``LGBM_BoosterPredictForMatSingleRowFast`` on kept buffers: floats in, scores out."""
+
+    def __init__(self, booster: Any, iterations: int) -> None:
+        lib, handle = _library(booster)
+        self.width = int(booster.num_feature())
+        self.outputs = int(booster.num_model_per_iteration())
+        self._booster = booster  # the configuration points into it
+        config = ctypes.c_void_p()
+        status = lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+            ctypes.c_void_p(handle), ctypes.c_int(_NORMAL), ctypes.c_int(0),
+            ctypes.c_int(iterations), ctypes.c_int(_FLOAT64), ctypes.c_int32(self.width),
+            ctypes.c_char_p(b""), ctypes.byref(config),
+        )
+        if status != 0:
+            raise Unsupported(f"LightGBM single-row predictor: {lib.LGBM_GetLastError()!r}")
+        weakref.finalize(self, lib.LGBM_FastConfigFree, config)
+        self._last_error = lib.LGBM_GetLastError
+        self._row = (ctypes.c_double * self.width)()
+        self._out = (ctypes.c_double * self.outputs)()
+        self._length = ctypes.c_int64()
+        prototype = ctypes.PYFUNCTYPE(  # keeps the GIL: the call is shorter than a switch
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
+        )
+        self._call = prototype(("LGBM_BoosterPredictForMatSingleRowFast", lib))
+        self._args = (config.value, ctypes.addressof(self._row),
+                      ctypes.addressof(self._length), ctypes.addressof(self._out))
+        self._lock = threading.Lock()  # one set of buffers; the server may call from 2 threads
+
+    def __call__(self, features: list[float]) -> list[float]:
+        with self._lock:
+            self._row[:] = features  # type: ignore[assignment]  # TypeError if not numbers
+            if self._call(*self._args) != 0:
+                raise RuntimeError(f"LightGBM: {self._last_error().decode()}")
+            return self._out[:]
+
+
+class MatrixPredictor:
+    """``LGBM_BoosterPredictForMat``: a float64 [n, features] matrix in, scores out
+    ([n] for one score per row, [n, k] for k classes)."""
+
+    def __init__(self, booster: Any, iterations: int) -> None:
+        lib, self._handle = _library(booster)
+        self.width = int(booster.num_feature())
+        self.outputs = int(booster.num_model_per_iteration())
+        self.iterations = iterations
+        self._booster = booster  # the handle belongs to it
+        self._last_error = lib.LGBM_GetLastError
+        self._call = ctypes.CFUNCTYPE(  # releases the GIL while the trees run
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int32,
+            ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+        )(("LGBM_BoosterPredictForMat", lib))
+        self._one = b"num_threads=1"
+        self._every = f"num_threads={os.cpu_count() or 1}".encode()
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, width = X.shape
+        if width != self.width:
+            raise ValueError(f"LightGBM: {width} features, the model takes {self.width}")
+        out = np.empty((n, self.outputs) if self.outputs > 1 else n)
+        length = ctypes.c_int64()
+        status = self._call(
+            self._handle, X.ctypes.data, _FLOAT64, n, width, _ROW_MAJOR, _NORMAL, 0,
+            self.iterations, self._one if n <= ONE_THREAD else self._every,
+            ctypes.addressof(length), out.ctypes.data,
+        )
+        if status != 0:
+            raise RuntimeError(f"LightGBM: {self._last_error().decode()}")
+        return out
