@@ -96,7 +96,7 @@ class MatrixPredictor:
             ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
         )(("LGBM_BoosterPredictForMat", lib))
         self._one = b"num_threads=1"
-        self._every = f"num_threads={os.cpu_count() or 1}".encode()
+        self._every = f"num_threads={_cores()}".encode()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -113,3 +113,10 @@ class MatrixPredictor:
         if status != 0:
             raise RuntimeError(f"LightGBM: {self._last_error().decode()}")
         return out
+
+
+def _cores() -> int:
+    """The cores this process may run on (``os.cpu_count`` counts the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
