@@ -47,6 +47,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 from mlcanary.serve.compiled import float_column, unwrap
 from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
 from mlcanary.serve.runtime import Prediction, Rows, Unsupported
+from mlcanary.serve.single_row import row_numbers
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -531,16 +532,9 @@ def _date_input(rows: Rows, columns: list[str]) -> np.ndarray:
 def _one_float_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
     """``_float_input`` of one validated row: each value read as a Python number (a gap
     as NaN) and one NumPy call."""
-    values = []
-    for name in columns:
-        column = rows[name]
-        if type(column) is np.ndarray:
-            values.append(column.item(0))
-        elif isinstance(column, BaseMaskedArray):
-            masked: Any = column  # pandas types neither attribute
-            values.append(NAN if masked._mask.item(0) else masked._data.item(0))
-        else:
-            return None
+    values = row_numbers([rows[name] for name in columns])
+    if values is None:
+        return None
     return np.array(values, dtype=np.float32).reshape(len(values), 1)
 
 

@@ -25,7 +25,7 @@ the version's reference sample and is faster there at one row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -160,24 +160,32 @@ def _imputation(steps: list[Any]) -> Impute:
 
 def _numbers(columns: list[str], impute: Impute) -> Branch:
     pick = itemgetter(*columns) if len(columns) > 1 else lambda rows: (rows[columns[0]],)
-    plain = {np.ndarray}
 
     def numbers(rows: Rows) -> list[float] | None:
-        data = pick(rows)
-        if set(map(type, data)) == plain:  # numbers, or integers and booleans without gaps
-            return impute([column.item(0) for column in data])
-        values = []
-        for column in data:
-            if type(column) is np.ndarray:
-                values.append(column.item(0))
-            elif isinstance(column, BaseMaskedArray):
-                masked: Any = column  # pandas types neither attribute
-                values.append(NAN if masked._mask.item(0) else masked._data.item(0))
-            else:
-                return None
-        return impute(values)
+        values = row_numbers(pick(rows))
+        return None if values is None else impute(values)
 
     return numbers
+
+
+_PLAIN = {np.ndarray}
+
+
+def row_numbers(data: Sequence[Any]) -> list[float] | None:
+    """The value of each validated numeric column of one row as a Python number (NaN in a
+    gap); None if a column is of another form."""
+    if set(map(type, data)) == _PLAIN:  # numbers, or integers and booleans without gaps
+        return [column.item(0) for column in data]
+    values = []
+    for column in data:
+        if type(column) is np.ndarray:
+            values.append(column.item(0))
+        elif isinstance(column, BaseMaskedArray):
+            masked: Any = column  # pandas types neither attribute
+            values.append(NAN if masked._mask.item(0) else masked._data.item(0))
+        else:
+            return None
+    return values
 
 
 def _dates(columns: list[str], parts: tuple[str, ...], impute: Impute) -> Branch:
