@@ -10,9 +10,9 @@ on one pinned core:
 * ``mlcanary onnx``: ``OnnxRuntime.predict`` from validated columns (what the batcher hands
   it) to labels and float64 probabilities: building the inputs, the run of that graph
   extended by the class prior and the decision, the labels;
-* ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it: for
-  these LightGBM models the ONNX runtime, with one-row batches through LightGBM's
-  single-row predictor (``serve/single_row.py``) where that verifies and is faster;
+* ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it (for
+  these LightGBM models the jit runtime, ``serve/jit.py``, where it verifies and is the
+  fastest; the table's note says which);
 * ``compiled`` and ``native``: the other runtimes, for context.
 
 It also prints where one call's time goes at 1 and 16 rows (the graph's run, building

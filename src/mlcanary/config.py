@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     unseen_categories: Literal["reject", "missing"] = "reject"
     """A category the model never saw: refuse the request (400) or treat it as missing."""
 
-    runtime: Literal["auto", "native", "compiled", "onnx"] = "auto"
+    runtime: Literal["auto", "native", "compiled", "onnx", "jit"] = "auto"
     """Which runtime serves: ``auto`` times every runtime that matches the native pipeline
     on the version's reference rows and takes the fastest; another value forces one."""
 

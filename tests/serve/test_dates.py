@@ -62,7 +62,9 @@ def test_all_parts_equal_training(case: str) -> None:
 
 
 def test_one_part_row_gives_a_value_read_before_as_training_reads_it() -> None:
-    values = [v for v in random_stamps(16, 5) if isinstance(v, str)]  # none seen before
+    # none seen before, in this process or any test's: a century no other test dates in
+    # (20xx -> 21xx keeps every leap day of 2017-2027)
+    values = [v.replace("20", "21", 1) for v in random_stamps(16, 5) if isinstance(v, str)]
     assert all(one_part_row(v) is None for v in values)
     calendar_parts(column(values), PARTS)
     got = np.array([one_part_row(v) for v in values], dtype=np.float64)

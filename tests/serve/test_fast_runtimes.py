@@ -1,4 +1,4 @@
-"""The compiled and ONNX runtimes reproduce the native pipeline, or step aside."""
+"""The compiled, ONNX and jit runtimes reproduce the native pipeline, or step aside."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
-from mlcanary.serve import compiled
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime, float_column, unwrap
+from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
 from mlcanary.serve.onnx import OnnxRuntime, _float_input, _one_float_row
 from mlcanary.serve.runtime import NativeRuntime, Prediction, Unsupported
-from mlcanary.serve.single_row import LoneRows, SingleRow
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
 from mlcanary.train.spec import TrainSpec
@@ -75,7 +74,8 @@ def skewed_classes() -> pd.DataFrame:
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(target=y)
 
 
-FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
+FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5),
+        "jit": (JitRuntime, 1e-9)}
 
 
 def scores(prediction: Prediction) -> np.ndarray:
@@ -98,6 +98,10 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
     # The server hands validated columns, not a DataFrame: both must give the same answer.
     columns = columns_from_frame(clean, result.signature)
     for kind, (factory, tolerance) in FAST.items():
+        if kind == "jit" and model != "lightgbm":  # trees only: the others step aside
+            with pytest.raises(Unsupported, match="estimator"):
+                factory(result.pipeline, result.signature)
+            continue
         fast = factory(result.pipeline, result.signature)
         if kind == "onnx" and result.signature.task == "regression":
             # Float32 trees cannot hold 1e-5 on values in the hundreds: the choice refuses it.
@@ -142,8 +146,8 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
     reference = frame.drop(columns="churned").head(300)
     runtime, why = choose(result.pipeline, result.signature, reference)
     assert why.startswith(f"{runtime.kind} runtime")
-    assert all(kind in why for kind in ("native", "compiled", "onnx")) and "µs" in why
-    for wanted in ("native", "compiled", "onnx"):
+    assert all(kind in why for kind in ("native", "compiled", "onnx", "jit")) and "µs" in why
+    for wanted in ("native", "compiled", "onnx", "jit"):
         forced, note = choose(result.pipeline, result.signature, reference, wanted)
         assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
 
@@ -170,80 +174,6 @@ def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n
     assert one is not None
     np.testing.assert_array_equal(one, want[:, :1])
     assert one.dtype == np.float32 and one.flags.c_contiguous and one.shape == (4, 1)
-
-
-LIGHTGBM = sorted(case for case in CASES if case.endswith("-lightgbm"))
-
-
-@pytest.mark.parametrize("case", LIGHTGBM)
-def test_the_single_row_path_gives_the_native_answer_row_by_row(case: str, tmp_path: Path
-                                                                ) -> None:
-    make, target, model = CASES[case]
-    frame = make()
-    result = fitted(tmp_path, frame, target, model)
-    fresh = make_churn(120, seed=99) if case.startswith("churn") else frame.sample(
-        120, random_state=4)
-    columns = columns_from_frame(fresh.drop(columns=[target]), result.signature)
-    native = NativeRuntime(result.pipeline, result.signature)
-    single = SingleRow(result.pipeline, result.signature)
-    batches = [columns]
-    if case.startswith("churn"):  # a gap of every kind: imputed, indicated, encoded
-        batches.append(gapped(columns))
-    for batch in batches:
-        want = native.predict(batch)
-        for i in range(len(want.predicted)):
-            got = single.predict({name: values[i:i + 1] for name, values in batch.items()})
-            assert got is not None, i
-            np.testing.assert_allclose(scores(got), scores(want)[i:i + 1], rtol=0,
-                                       atol=compiled.TOLERANCE, err_msg=f"row {i}")
-            np.testing.assert_array_equal(got.predicted, want.predicted[i:i + 1])
-            assert got.predicted.dtype == want.predicted.dtype
-            assert type(got.predicted[0]) is type(want.predicted[0])
-            assert scores(got).shape == scores(want)[i:i + 1].shape
-
-
-def test_rows_the_single_row_path_does_not_read_go_to_the_batch_runtime(tmp_path: Path
-                                                                        ) -> None:
-    result = fitted(tmp_path, make_churn(1500, seed=3), "churned", "lightgbm")
-    rows = make_churn(20, seed=8).drop(columns=["churned"])
-    columns = columns_from_frame(rows, result.signature)
-    batches = OnnxRuntime(result.pipeline, result.signature)
-    single = SingleRow(result.pipeline, result.signature)
-    lone = LoneRows(batches, single)
-    native = NativeRuntime(result.pipeline, result.signature)
-    one = {name: values[:1] for name, values in columns.items()}
-    assert single.predict(one) is not None
-    texts = dict(one, plan=pd.array(one["plan"], dtype="string"))  # not what validation gives
-    unseen_date = dict(one, signup_date=np.array(["2031-02-03"], dtype=object))  # not cached
-    assert single.predict(texts) is None
-    for row in (texts, rows.head(1)):  # a table of one row takes the batch path too
-        np.testing.assert_array_equal(lone.predict(row).proba, batches.predict(row).proba)
-    got, want = lone.predict(unseen_date), native.predict(unseen_date)
-    np.testing.assert_allclose(got.proba, want.proba, rtol=0, atol=compiled.TOLERANCE)
-    # more than one row: the batch runtime, whatever the rows
-    np.testing.assert_array_equal(lone.predict(columns).proba, batches.predict(columns).proba)
-
-
-def test_the_single_row_path_is_for_lightgbm_and_the_choice_says_so(tmp_path: Path) -> None:
-    frame = make_churn(1500, seed=3)
-    reference = frame.drop(columns="churned").head(300)
-    for part in ("logistic", "trees"):
-        (tmp_path / part).mkdir()
-    logistic = fitted(tmp_path / "logistic", frame, "churned", "logistic")
-    with pytest.raises(Unsupported, match="LogisticRegression"):
-        SingleRow(logistic.pipeline, logistic.signature)
-    _, why = choose(logistic.pipeline, logistic.signature, reference)
-    assert "lone rows: " in why and "single-row path not available" in why
-    trees = fitted(tmp_path / "trees", frame, "churned", "lightgbm")
-    runtime, why = choose(trees.pipeline, trees.signature, reference)
-    # whether it is faster here is the machine's business; either way the note says
-    if isinstance(runtime, LoneRows):
-        assert "lone rows: LightGBM's single-row predictor (max abs difference" in why
-        assert "on 64 rows one by one" in why and "faster a request" in why
-    else:
-        assert "(LightGBM's single-row predictor: " in why and "slower a request" in why, why
-    forced, note = choose(trees.pipeline, trees.signature, reference, "onnx")
-    assert isinstance(forced, OnnxRuntime) and "lone rows" not in note
 
 
 def test_lightgbm_through_its_c_api_gives_the_boosters_scores_on_one_thread_and_on_all(

@@ -13,12 +13,12 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.app import metadata
 from mlcanary.serve.batch import tensors_from_frame
 from mlcanary.serve.compiled import CompiledRuntime
+from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.onnx import TOLERANCE as ONNX_TOLERANCE
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.outputs import outputs_for
 from mlcanary.serve.repository import ModelRepository, ServedModel
-from mlcanary.serve.runtime import NativeRuntime, Runtime
-from mlcanary.serve.single_row import LoneRows, SingleRow
+from mlcanary.serve.runtime import LoneRows, NativeRuntime, Runtime
 from mlcanary.serve.validation import columns_from_frame, rows_from_tensors
 from mlcanary.signature import Signature
 from tests.serve.conftest import Server
@@ -27,9 +27,9 @@ Factory = Callable[[Any, Signature], Runtime]
 
 
 def lone_rows(batches: Factory) -> Factory:
-    """One-row batches through LightGBM's single-row predictor, the rest to ``batches``."""
+    """One-row batches through the jit runtime, the rest to ``batches``."""
     return lambda pipeline, signature: LoneRows(
-        batches(pipeline, signature), SingleRow(pipeline, signature)
+        batches(pipeline, signature), JitRuntime(pipeline, signature), signature.columns[0].name
     )
 
 
@@ -37,12 +37,12 @@ RUNTIMES: dict[str, tuple[Factory, float]] = {
     "native": (NativeRuntime, 1e-12),
     "compiled": (CompiledRuntime, 1e-12),
     "onnx": (OnnxRuntime, 1e-12),
-    "onnx, lone rows through LightGBM": (lone_rows(OnnxRuntime), ONNX_TOLERANCE),
-    "compiled, lone rows through LightGBM": (lone_rows(CompiledRuntime), 1e-12),
+    "jit": (JitRuntime, 1e-12),
+    "onnx, lone rows through jit": (lone_rows(OnnxRuntime), ONNX_TOLERANCE),
 }
 """Each runtime, and how far a row's scores may be between a batch and the row alone: none
 at all within one runtime; within the ONNX runtime's verified tolerance where a lone row
-is scored by LightGBM in float64 and a batch by ONNX Runtime in float32."""
+is scored by the jit runtime in float64 and a batch by ONNX Runtime in float32."""
 
 
 @pytest.fixture(scope="module", params=sorted(RUNTIMES))
@@ -63,7 +63,7 @@ def test_the_server_chose_a_verified_fast_runtime(server: Server) -> None:
     repository = ModelRepository(ModelRegistry(Settings(home=server.home)), ["churn"])
     repository.load()
     loaded = repository.get("churn")
-    assert loaded.runtime.kind in ("compiled", "onnx")
+    assert loaded.runtime.kind in ("compiled", "onnx", "jit")
     assert loaded.runtime_note.startswith(f"{loaded.runtime.kind} runtime")
     assert "; lone rows: " in loaded.runtime_note
 

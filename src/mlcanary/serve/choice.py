@@ -1,17 +1,16 @@
 """Choosing a runtime: every candidate must match the native pipeline, the fastest serves.
 
-The native pipeline is the reference. The compiled (NumPy) runtime must match it to
-``compiled.TOLERANCE`` and the ONNX one to ``onnx.TOLERANCE`` on the version's reference
-rows, with the same labels wherever the native score is not within that tolerance of the
-decision threshold. The verified candidates are then timed on one row and on a 64-row
-batch (a lone client and a busy server) and the one with the smallest sum serves.
+The native pipeline is the reference. The compiled (NumPy) and jit (numba) runtimes must
+match it to ``compiled.TOLERANCE`` and the ONNX one to ``onnx.TOLERANCE`` on the version's
+reference rows, with the same labels wherever the native score is not within that
+tolerance of the decision threshold. The verified candidates are then timed on one row
+and on a 64-row batch (a lone client and a busy server) and the one with the smallest
+sum serves.
 
-For a LightGBM pipeline, one-row batches may then go through ``single_row`` (LightGBM's
-single-row predictor, the preprocessing in Python): only after it matches the native
-pipeline on each of the first ``LONE_CHECKS`` reference rows, one at a time, to
-``compiled.TOLERANCE``, with the same labels, and is faster than the chosen runtime at
-one row in the condition a server calls it in (see ``_gain_after_a_request``). A forced
-runtime (``wanted`` other than ``auto``) serves every batch itself.
+Where another runtime wins but the jit runtime verified too, one-row batches may still go
+through jit: only where it is faster at one row in the condition a server calls it in
+(see ``_gain_after_a_request``). A forced runtime (``wanted`` other than ``auto``) serves
+every batch itself.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlcanary.serve import compiled, onnx, single_row
+from mlcanary.serve import compiled, onnx
 from mlcanary.serve.messages import encode_request, parse_request
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Runtime, Unsupported
+from mlcanary.serve.runtime import LoneRows, NativeRuntime, Prediction, Runtime, Unsupported
 from mlcanary.serve.validation import (
     Columns,
     columns_from_frame,
@@ -38,19 +37,29 @@ from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
-RuntimeChoice = Literal["auto", "native", "compiled", "onnx"]
+RuntimeChoice = Literal["auto", "native", "compiled", "onnx", "jit"]
 
 TIMING_BATCHES = (1, 64)
 TIMING_REPEATS = 7
-LONE_CHECKS = 64
-"""Reference rows the single-row path must match the native pipeline on, one by one."""
 LONE_RUNS, LONE_RUN = 12, 9
 """Runs of one-row requests decoded and predicted, per runtime, to judge which is faster."""
 
 Factory = Callable[[Any, Signature], Runtime]
+
+
+def jit_runtime(pipeline: Any, signature: Signature) -> Runtime:
+    """The jit runtime, numba imported only when a pipeline is loaded (~0.4 s)."""
+    try:
+        from mlcanary.serve.jit import JitRuntime
+    except ImportError as exc:  # numba missing or broken on this platform
+        raise Unsupported(f"numba is not importable ({exc})") from exc
+    return JitRuntime(pipeline, signature)
+
+
 CANDIDATES: dict[str, tuple[Factory, float]] = {
     "compiled": (compiled.CompiledRuntime, compiled.TOLERANCE),
     "onnx": (onnx.OnnxRuntime, onnx.TOLERANCE),
+    "jit": (jit_runtime, compiled.TOLERANCE),
 }
 
 
@@ -102,7 +111,8 @@ def choose(
     why += f"; vs {others})" if others else ")"
     if wanted != "auto":
         return best.runtime, why
-    runtime, lone = _lone_rows(best, pipeline, signature, reference, rows, expected)
+    jit = next((t for t in trials if t.kind == "jit"), None)
+    runtime, lone = _lone_rows(best, jit, signature, reference)
     return runtime, f"{why}; lone rows: {lone}"
 
 
@@ -132,41 +142,20 @@ def _trial(
 
 
 def _lone_rows(
-    best: Trial, pipeline: Any, signature: Signature, reference: pd.DataFrame, rows: Columns,
-    expected: Prediction,
+    best: Trial, jit: Trial | None, signature: Signature, reference: pd.DataFrame
 ) -> tuple[Runtime, str]:
-    """``best``'s runtime, with one-row batches through ``single_row`` where that verifies
+    """``best``'s runtime, with one-row batches through the jit runtime where that verified
     and is faster after decoding a request; and a phrase saying which."""
     assert best.runtime is not None
-    try:
-        row = single_row.SingleRow(pipeline, signature)
-    except Unsupported as exc:
-        return best.runtime, f"{best.kind} (single-row path not available: {exc})"
-    except Exception as exc:  # as for any candidate: the chosen runtime serves
-        log.warning("the single-row path failed to build", exc_info=True)
-        return best.runtime, f"{best.kind} (single-row path failed: {type(exc).__name__})"
-    checked, difference = 0, 0.0
-    for i in range(min(LONE_CHECKS, len(expected.predicted))):
-        got = row.predict({name: values[i:i + 1] for name, values in rows.items()})
-        if got is None:
-            continue
-        want = Prediction(expected.predicted[i:i + 1],
-                          None if expected.proba is None else expected.proba[i:i + 1])
-        difference = max(difference, _difference(want, got))
-        if difference > compiled.TOLERANCE or not _same_labels(
-            want, got, compiled.TOLERANCE, row.threshold
-        ):
-            return best.runtime, f"{best.kind} (single-row path differed by {difference:.1e})"
-        checked += 1
-    if checked == 0:
-        return best.runtime, f"{best.kind} (single-row path read no reference row)"
-    lone = single_row.LoneRows(best.runtime, row)
+    if best.kind == "jit":
+        return best.runtime, "jit"
+    if jit is None or jit.runtime is None:
+        return best.runtime, f"{best.kind} (jit {jit.failure if jit else 'not tried'})"
+    lone = LoneRows(best.runtime, jit.runtime, signature.columns[0].name)
     gain = _gain_after_a_request(best.runtime, lone, reference, signature)
     if gain <= 0:
-        return best.runtime, (f"{best.kind} (LightGBM's single-row predictor: {-gain * 1e6:.1f} "
-                              "µs slower a request)")
-    return lone, (f"LightGBM's single-row predictor (max abs difference {difference:.1e} "
-                  f"on {checked} rows one by one; {gain * 1e6:.1f} µs faster a request)")
+        return best.runtime, f"{best.kind} (jit {-gain * 1e6:.1f} µs slower a request)"
+    return lone, f"jit ({gain * 1e6:.1f} µs faster a request than {best.kind})"
 
 
 def _gain_after_a_request(
@@ -177,8 +166,8 @@ def _gain_after_a_request(
 
     Timed in a tight loop, a predictor runs with its code and trees in the caches; after
     a request's decoding they are partly evicted, and how much that costs differs between
-    runtimes (LightGBM's single-row predictor, a third faster alone than ONNX Runtime on a
-    537-tree model, was no faster there). A server calls one runtime request after request,
+    runtimes (LightGBM's own single-row predictor, a third faster alone than ONNX Runtime
+    on a 537-tree model, was no faster there). A server calls one runtime request after request,
     so each is timed in runs of ``LONE_RUN`` calls (the first of a run, which follows the
     other runtime's, not counted), the runs alternating.
     """

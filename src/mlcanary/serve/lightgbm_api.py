@@ -1,25 +1,19 @@
-"""LightGBM's C API, called straight through ``ctypes``, for the two ways a server predicts.
+"""LightGBM's C API, called straight through ``ctypes``, for the compiled runtime.
 
 The Python package's ``Booster.predict`` checks and converts its input in Python, ~20 µs a
 call, and runs on every core by default: on a small batch the OpenMP threads wait for each
-other longer than the trees take (8 ms a call on one pinned core). Here the functions are
-bound once, with the booster's handle, and called with the arrays' addresses:
-
-* ``SingleRowPredictor``: ``LGBM_BoosterPredictForMatSingleRowFast``, made for one row (its
-  configuration parsed once, kept buffers), called with the GIL kept: ~2 µs for 29 trees;
-* ``MatrixPredictor``: ``LGBM_BoosterPredictForMat`` on one thread up to ``ONE_THREAD``
-  rows (on every core beyond), the GIL released while the trees run.
-
-Both take float64 features, as the native pipeline gives LightGBM, so scores are the
-native ones. A LightGBM without these entry points raises ``Unsupported``.
+other longer than the trees take (8 ms a call on one pinned core). ``MatrixPredictor``
+binds ``LGBM_BoosterPredictForMat`` once, with the booster's handle, and calls it with the
+arrays' addresses, on one thread up to ``ONE_THREAD`` rows (on every core beyond), the GIL
+released while the trees run. It takes float64 features, as the native pipeline gives
+LightGBM, so scores are the native ones. A LightGBM without this entry point raises
+``Unsupported``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import threading
-import weakref
 from typing import Any
 
 import numpy as np
@@ -40,43 +34,6 @@ def _library(booster: Any) -> tuple[Any, int]:
         return _LIB, int(booster._handle.value)
     except (ImportError, AttributeError, TypeError) as exc:  # another LightGBM layout
         raise Unsupported(f"LightGBM's C API is not reachable ({exc})") from exc
-
-
-class SingleRowPredictor:
-    """``LGBM_BoosterPredictForMatSingleRowFast`` on kept buffers: floats in, scores out."""
-
-    def __init__(self, booster: Any, iterations: int) -> None:
-        lib, handle = _library(booster)
-        self.width = int(booster.num_feature())
-        self.outputs = int(booster.num_model_per_iteration())
-        self._booster = booster  # the configuration points into it
-        config = ctypes.c_void_p()
-        status = lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-            ctypes.c_void_p(handle), ctypes.c_int(_NORMAL), ctypes.c_int(0),
-            ctypes.c_int(iterations), ctypes.c_int(_FLOAT64), ctypes.c_int32(self.width),
-            ctypes.c_char_p(b""), ctypes.byref(config),
-        )
-        if status != 0:
-            raise Unsupported(f"LightGBM single-row predictor: {lib.LGBM_GetLastError()!r}")
-        weakref.finalize(self, lib.LGBM_FastConfigFree, config)
-        self._last_error = lib.LGBM_GetLastError
-        self._row = (ctypes.c_double * self.width)()
-        self._out = (ctypes.c_double * self.outputs)()
-        self._length = ctypes.c_int64()
-        prototype = ctypes.PYFUNCTYPE(  # keeps the GIL: the call is shorter than a switch
-            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
-        )
-        self._call = prototype(("LGBM_BoosterPredictForMatSingleRowFast", lib))
-        self._args = (config.value, ctypes.addressof(self._row),
-                      ctypes.addressof(self._length), ctypes.addressof(self._out))
-        self._lock = threading.Lock()  # one set of buffers; the server may call from 2 threads
-
-    def __call__(self, features: list[float]) -> list[float]:
-        with self._lock:
-            self._row[:] = features  # type: ignore[assignment]  # TypeError if not numbers
-            if self._call(*self._args) != 0:
-                raise RuntimeError(f"LightGBM: {self._last_error().decode()}")
-            return self._out[:]
 
 
 class MatrixPredictor:

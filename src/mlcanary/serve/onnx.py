@@ -46,8 +46,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.serve.compiled import float_column, unwrap
 from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
-from mlcanary.serve.runtime import Prediction, Rows, Unsupported
-from mlcanary.serve.single_row import row_numbers
+from mlcanary.serve.runtime import Prediction, Rows, Unsupported, row_numbers
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
