@@ -13,7 +13,7 @@ on one pinned core:
 * ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it (for
   these LightGBM models the jit runtime, ``serve/jit.py``, where it verifies and is the
   fastest; the table's note says which);
-* ``compiled`` and ``native``: the other runtimes, for context.
+* ``jit``, ``compiled`` and ``native``: each runtime on its own, for context.
 
 It also prints where one call's time goes at 1 and 16 rows (the graph's run, building
 the inputs, the labels, each alone, against ``predict``), what decoding one request
@@ -70,6 +70,7 @@ from mlcanary.demo import make_churn
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.dates import all_known, iso_stamps
+from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.runtime import NativeRuntime
@@ -80,7 +81,7 @@ from mlcanary.train.spec import TrainSpec
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 BATCHES = (1, 16, 64, 512)
-METHODS = ("raw onnx", "mlcanary onnx", "mlcanary chosen", "compiled", "native")
+METHODS = ("raw onnx", "mlcanary onnx", "mlcanary chosen", "jit", "compiled", "native")
 SERVED = ("decode", "decode + raw onnx", "decode + mlcanary onnx", "decode + mlcanary chosen")
 TARGET = 1.2
 BLOCK = 8
@@ -206,6 +207,7 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
     runtimes = {
         "mlcanary onnx": onnx,
         "mlcanary chosen": chosen,
+        "jit": JitRuntime(result.pipeline, result.signature),
         "compiled": CompiledRuntime(result.pipeline, result.signature),
         "native": NativeRuntime(result.pipeline, result.signature),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightgbm as lgb
@@ -186,3 +187,17 @@ def test_the_choice_says_what_serves_lone_rows(tmp_path: Path) -> None:
     assert isinstance(forced, OnnxRuntime) and "lone rows" not in note
     forced, note = choose(trees.pipeline, trees.signature, reference, "jit")
     assert isinstance(forced, JitRuntime) and note.startswith("jit runtime (jit: max abs")
+
+
+def test_without_numba_the_other_runtimes_serve(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = make_churn(1500, seed=3)
+    result = fitted(tmp_path, frame, "churned", "lightgbm")
+    monkeypatch.setitem(sys.modules, "mlcanary.serve.jit", None)  # import fails, as without
+    runtime, why = choose(result.pipeline, result.signature,
+                          frame.drop(columns="churned").head(300))
+    assert runtime.kind in ("onnx", "compiled") and not isinstance(runtime, LoneRows)
+    failure = ("not available (cannot import it: ModuleNotFoundError: import of "
+               "mlcanary.serve.jit halted; None in sys.modules)")
+    assert f"jit: {failure}" in why, why
+    assert why.endswith(f"lone rows: {runtime.kind} (jit {failure})"), why

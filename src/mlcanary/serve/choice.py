@@ -51,8 +51,9 @@ def jit_runtime(pipeline: Any, signature: Signature) -> Runtime:
     """The jit runtime, numba imported only when a pipeline is loaded (~0.4 s)."""
     try:
         from mlcanary.serve.jit import JitRuntime
-    except ImportError as exc:  # numba missing or broken on this platform
-        raise Unsupported(f"numba is not importable ({exc})") from exc
+    except Exception as exc:  # numba missing, broken on this platform, or cannot compile
+        log.warning("the jit runtime cannot be imported", exc_info=True)
+        raise Unsupported(f"cannot import it: {type(exc).__name__}: {exc}") from exc
     return JitRuntime(pipeline, signature)
 
 

@@ -90,6 +90,28 @@ def all_parts(values: Any) -> np.ndarray:
     return calendar_parts(values, _PARTS)
 
 
+def date_rows(rows: Any, columns: list[str]) -> np.ndarray:
+    """[n, 5 x columns] float64, C-contiguous: every part of ``DATE_PARTS`` of each date
+    column in turn (a runtime picks the parts its model uses)."""
+    blocks = [all_parts(rows[name]) for name in columns]
+    block = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
+    return np.ascontiguousarray(block, dtype=np.float64)
+
+
+def one_date_row(rows: Any, columns: list[str]) -> np.ndarray | None:
+    """``date_rows`` of one row of validated date texts read before, by dictionary lookups
+    alone; None otherwise (the caller takes ``date_rows``)."""
+    values: list[float] = []
+    for name in columns:
+        column = rows[name]
+        found = (one_part_row(column.item(0))
+                 if type(column) is np.ndarray and column.dtype == object else None)
+        if found is None:
+            return None
+        values.extend(found)
+    return np.array([values], dtype=np.float64)
+
+
 def one_part_row(text: Any) -> tuple[float, ...] | None:
     """Every part of one value read before (None otherwise: the caller reads it fully)."""
     return _known.parts.get(text) if isinstance(text, str | None) else None

@@ -30,7 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
 from mlcanary.serve import kernels
 from mlcanary.serve.compiled import float_column, unwrap
-from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
+from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
 from mlcanary.serve.forest import IDENTITY, Forest
 from mlcanary.serve.kernels import (
     DATE,
@@ -208,10 +208,13 @@ class Program:
             n = len(rows[first])
         numbers = dates = None
         if n == 1 and not isinstance(rows, pd.DataFrame):  # a lone row: read value by value
-            numbers, dates = self._one_number_row(rows), self._one_date_row(rows)
+            numbers = self._one_number_row(rows)
+            dates = one_date_row(rows, self.dates) if self.dates else _EMPTY
+        if dates is None:
+            dates = date_rows(rows, self.dates) if self.dates else _EMPTY
         return (
             self._numbers(rows, n) if numbers is None else numbers,
-            self._dates(rows, n) if dates is None else dates,
+            dates,
             self._codes_of(rows, n),
             n,
         )
@@ -241,26 +244,6 @@ class Program:
             return _EMPTY
         values = row_numbers([rows[name] for name in self.numbers])
         return None if values is None else np.array(values).reshape(len(values), 1)
-
-    def _dates(self, rows: Rows, n: int) -> np.ndarray:
-        if not self.dates:
-            return _EMPTY
-        blocks = [all_parts(rows[name]) for name in self.dates]
-        block = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
-        return np.ascontiguousarray(block, dtype=np.float64).reshape(n, 5 * len(self.dates))
-
-    def _one_date_row(self, rows: Rows) -> np.ndarray | None:
-        if not self.dates:
-            return _EMPTY
-        values: list[float] = []
-        for name in self.dates:
-            column = rows[name]
-            found = (one_part_row(column.item(0))
-                     if type(column) is np.ndarray and column.dtype == object else None)
-            if found is None:
-                return None
-            values += found
-        return np.array([values])
 
     def _codes_of(self, rows: Rows, n: int) -> np.ndarray:
         if not self.texts:

@@ -45,7 +45,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.serve.compiled import float_column, unwrap
-from mlcanary.serve.dates import DATE_PARTS, all_parts, one_part_row
+from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
 from mlcanary.serve.runtime import Prediction, Rows, Unsupported, row_numbers
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
@@ -179,8 +179,8 @@ class _Graph:
             self.blocks.append(self._numeric(x, rest, len(columns)))
         elif isinstance(first, DatetimeParts):
             parts = first.parts
-            feed = lambda rows: _date_input(rows, columns)  # noqa: E731
-            row = lambda rows: _one_date_row(rows, columns)  # noqa: E731
+            feed = lambda rows: date_rows(rows, columns)  # noqa: E731
+            row = lambda rows: one_date_row(rows, columns)  # noqa: E731
             self._input(name, TensorProto.DOUBLE, len(columns) * len(DATE_PARTS))
             picked = [k * len(DATE_PARTS) + DATE_PARTS.index(p)
                       for k in range(len(columns)) for p in parts]
@@ -522,12 +522,6 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
     return out
 
 
-def _date_input(rows: Rows, columns: list[str]) -> np.ndarray:
-    """[n, 5 x columns] float64: every calendar part the cache holds (the graph picks)."""
-    blocks = [all_parts(rows[name]) for name in columns]
-    return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
-
-
 def _one_float_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
     """``_float_input`` of one validated row: each value read as a Python number (a gap
     as NaN) and one NumPy call."""
@@ -535,19 +529,6 @@ def _one_float_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
     if values is None:
         return None
     return np.array(values, dtype=np.float32).reshape(len(values), 1)
-
-
-def _one_date_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
-    """``_date_input`` of one row of date texts read before (else None)."""
-    values: list[float] = []
-    for name in columns:
-        column = rows[name]
-        found = (one_part_row(column.item(0))
-                 if type(column) is np.ndarray and column.dtype == object else None)
-        if found is None:
-            return None
-        values.extend(found)
-    return np.array([values], dtype=np.float64)
 
 
 def _bound_run(session: Any) -> Callable[[list[str], dict[str, np.ndarray], Any], Any]:
