@@ -243,7 +243,7 @@ class Program:
         if not self.numbers:
             return _EMPTY
         values = row_numbers([rows[name] for name in self.numbers])
-        return None if values is None else np.array(values).reshape(len(values), 1)
+        return None if values is None else np.array(values, dtype=np.float64).reshape(-1, 1)
 
     def _codes_of(self, rows: Rows, n: int) -> np.ndarray:
         if not self.texts:
