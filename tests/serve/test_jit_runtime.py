@@ -36,6 +36,13 @@ def test_the_jit_runtime_gives_the_native_answer_row_by_row(case: str, tmp_path:
     batches = [columns]
     if case.startswith("churn"):  # a gap of every kind: imputed, indicated, encoded
         batches.append(gapped(columns))
+        unseen = dict(columns)  # categories training never saw (one-hot: none; target: mean)
+        for spec in result.signature.columns:
+            if spec.kind == "categorical":
+                texts = np.array(columns[spec.name], dtype=object)
+                texts[::4] = "never seen"
+                unseen[spec.name] = texts
+        batches.append(unseen)
     for batch in batches:
         want = native.predict(batch)
         for i in range(len(want.predicted)):
