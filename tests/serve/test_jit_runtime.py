@@ -60,7 +60,7 @@ def test_the_jit_runtime_gives_the_native_answer_row_by_row(case: str, tmp_path:
 def walk(forest: Forest, X: np.ndarray, transform: int) -> np.ndarray:
     """The trees alone on features ``X``: a program that passes each column through."""
     n, k = X.shape
-    ops = np.array([[kernels.NUMBER, j, 0] for j in range(k)], dtype=np.int64)
+    ops = np.array([[kernels.FILL, j, kernels.NUMBERS] for j in range(k)], dtype=np.int64)
     scores, _ = kernels.predict(
         np.ascontiguousarray(X.T), np.empty((0, 0)), np.empty((0, 0), dtype=np.int64), n,
         ops, np.full(k, np.nan), np.empty(0, dtype=np.int64), np.empty(0),  # NaN stays NaN

@@ -33,11 +33,11 @@ from mlcanary.serve.compiled import float_column, unwrap
 from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
 from mlcanary.serve.forest import IDENTITY, Forest
 from mlcanary.serve.kernels import (
-    DATE,
-    DATE_GAP,
+    DATES,
+    FILL,
     GAP,
-    NUMBER,
-    NUMBER_GAP,
+    IS_GAP,
+    NUMBERS,
     ONE_HOT,
     TABLE,
     TEXT_GAP,
@@ -123,12 +123,12 @@ class Program:
         first, rest = chain[0], chain[1:]
         if isinstance(first, ToFloat):
             sources = [self._source(self.numbers, name) for name in columns]
-            self._imputed(NUMBER, NUMBER_GAP, sources, rest)
+            self._imputed(NUMBERS, sources, rest)
         elif isinstance(first, DatetimeParts):
             picked = [DATE_PARTS.index(part) for part in first.parts]
             sources = [self._source(self.dates, name) * len(DATE_PARTS) + k
                        for name in columns for k in picked]
-            self._imputed(DATE, DATE_GAP, sources, rest)
+            self._imputed(DATES, sources, rest)
         elif isinstance(first, AsText):
             self._text(columns, rest)
         else:
@@ -144,7 +144,7 @@ class Program:
             sources.append(name)
         return sources.index(name)
 
-    def _imputed(self, op: int, gap: int, sources: list[int], steps: list[Any]) -> None:
+    def _imputed(self, where: int, sources: list[int], steps: list[Any]) -> None:
         """Median (or mean, or constant) fills, then the indicators of the columns that
         had gaps in training."""
         if len(steps) != 1 or not isinstance(steps[0], SimpleImputer):
@@ -157,10 +157,10 @@ class Program:
         if len(fills) != len(sources) or any(fill != fill for fill in fills):
             raise Unsupported("an imputer with an empty column")  # sklearn drops it
         for source, fill in zip(sources, fills, strict=True):
-            self._op(op, source, value=fill)
+            self._op(FILL, source, where, fill)
         if step.add_indicator:
             for j in step.indicator_.features_:
-                self._op(gap, sources[int(j)])
+                self._op(IS_GAP, sources[int(j)], where)
 
     def _codes(self, name: str, lookup: dict[str, int], fill: int) -> int:
         self.texts.append((name, lookup))
@@ -206,18 +206,14 @@ class Program:
         else:
             first = (self.numbers or self.dates or [name for name, _ in self.texts])[0]
             n = len(rows[first])
-        numbers = dates = None
-        if n == 1 and not isinstance(rows, pd.DataFrame):  # a lone row: read value by value
-            numbers = self._one_number_row(rows)
-            dates = one_date_row(rows, self.dates) if self.dates else _EMPTY
+        one = n == 1 and not isinstance(rows, pd.DataFrame)  # a lone row: value by value
+        numbers = self._one_number_row(rows) if one else None
+        dates = one_date_row(rows, self.dates) if one and self.dates else None
+        if numbers is None:
+            numbers = self._numbers(rows, n)
         if dates is None:
             dates = date_rows(rows, self.dates) if self.dates else _EMPTY
-        return (
-            self._numbers(rows, n) if numbers is None else numbers,
-            dates,
-            self._codes_of(rows, n),
-            n,
-        )
+        return numbers, dates, self._codes_of(rows, n), n
 
     def _numbers(self, rows: Rows, n: int) -> np.ndarray:
         if not self.numbers:

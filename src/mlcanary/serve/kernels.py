@@ -21,8 +21,11 @@ from mlcanary.serve.forest import IDENTITY, SIGMOID
 ZERO = float(np.float32(1e-35))
 """LightGBM's ``kZeroThreshold``: a value this close to 0 is 0 to its trees."""
 
-# Feature operations, one per model feature (``ops[j] = (op, source, argument)``).
-NUMBER, NUMBER_GAP, DATE, DATE_GAP, ONE_HOT, TABLE, TEXT_GAP = range(7)
+# Feature operations, one per model feature (``ops[j] = (op, source, argument)``): a value
+# (its fill if missing) or whether it is missing, from ``numbers`` (argument NUMBERS) or
+# ``dates`` (DATES); a category's one-hot column, its encoding, or whether it is missing.
+FILL, IS_GAP, ONE_HOT, TABLE, TEXT_GAP = range(5)
+NUMBERS, DATES = 0, 1
 GAP, UNSEEN = -2, -1
 """Codes of a missing text and of a category the encoder did not see in training."""
 # LightGBM's missing-value types in a split's flags (bits 1-2; bit 0: missing goes left).
@@ -43,18 +46,12 @@ def _features(numbers, dates, codes, n, ops, constants, fills, tables):  # type:
     for j in range(ops.shape[0]):
         op, source, argument, value = ops[j, 0], ops[j, 1], ops[j, 2], constants[j]
         for r in range(n):
-            if op == NUMBER:
-                x = numbers[source, r]
-                X[r, j] = value if x != x else x
-            elif op == NUMBER_GAP:
-                x = numbers[source, r]
-                X[r, j] = 1.0 if x != x else 0.0
-            elif op == DATE:
-                x = dates[r, source]
-                X[r, j] = value if x != x else x
-            elif op == DATE_GAP:
-                x = dates[r, source]
-                X[r, j] = 1.0 if x != x else 0.0
+            if op <= IS_GAP:  # FILL or IS_GAP
+                x = numbers[source, r] if argument == NUMBERS else dates[r, source]
+                if op == FILL:
+                    X[r, j] = value if x != x else x
+                else:
+                    X[r, j] = 1.0 if x != x else 0.0
             elif op == TEXT_GAP:
                 X[r, j] = 1.0 if codes[source, r] == GAP else 0.0
             else:
