@@ -12,10 +12,10 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.serve.choice import choose
-from mlcanary.serve.compiled import CompiledRuntime, float_column, unwrap
+from mlcanary.serve.compiled import CompiledRuntime, float_column, one_number_row, unwrap
 from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
-from mlcanary.serve.onnx import OnnxRuntime, _float_input, _one_float_row
+from mlcanary.serve.onnx import OnnxRuntime, _float_input
 from mlcanary.serve.runtime import NativeRuntime, Prediction, Unsupported
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
@@ -170,7 +170,7 @@ def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n
     assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (4, n)
     if n > 1:
         assert np.isnan(got[[0, 1, 2], 1]).all() and not np.isnan(got[3]).any()
-    one = _one_float_row({name: values[:1] for name, values in rows.items()}, names)
+    one = one_number_row({name: values[:1] for name, values in rows.items()}, names, np.float32)
     assert one is not None
     np.testing.assert_array_equal(one, want[:, :1])
     assert one.dtype == np.float32 and one.flags.c_contiguous and one.shape == (4, 1)

@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.core.arrays.masked import BaseMaskedArray
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
 from mlcanary.serve import kernels
-from mlcanary.serve.compiled import float_column, unwrap
+from mlcanary.serve.compiled import number_rows, one_number_row, unwrap
 from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
 from mlcanary.serve.forest import IDENTITY, Forest
 from mlcanary.serve.kernels import (
@@ -43,7 +42,7 @@ from mlcanary.serve.kernels import (
     TEXT_GAP,
     UNSEEN,
 )
-from mlcanary.serve.runtime import Prediction, Rows, Unsupported, row_numbers
+from mlcanary.serve.runtime import Prediction, Rows, Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -207,39 +206,13 @@ class Program:
             first = (self.numbers or self.dates or [name for name, _ in self.texts])[0]
             n = len(rows[first])
         one = n == 1 and not isinstance(rows, pd.DataFrame)  # a lone row: value by value
-        numbers = self._one_number_row(rows) if one else None
+        numbers = one_number_row(rows, self.numbers, np.float64) if one and self.numbers else None
         dates = one_date_row(rows, self.dates) if one and self.dates else None
         if numbers is None:
-            numbers = self._numbers(rows, n)
+            numbers = number_rows(rows, self.numbers, np.float64) if self.numbers else _EMPTY
         if dates is None:
             dates = date_rows(rows, self.dates) if self.dates else _EMPTY
         return numbers, dates, self._codes_of(rows, n), n
-
-    def _numbers(self, rows: Rows, n: int) -> np.ndarray:
-        if not self.numbers:
-            return _EMPTY
-        data, masked = [], []
-        for j, name in enumerate(self.numbers):
-            values = rows[name]
-            if type(values) is np.ndarray and values.dtype.kind in "fiub":
-                data.append(values)
-            elif isinstance(values, BaseMaskedArray):  # validated integers and booleans
-                numbers: Any = values  # pandas types neither attribute
-                data.append(numbers._data)
-                masked.append((j, numbers._mask))
-            else:
-                data.append(float_column(values))
-        block = np.array(data, dtype=np.float64).reshape(len(data), n)
-        for j, mask in masked:
-            if np.count_nonzero(mask):
-                block[j][mask] = np.nan
-        return block
-
-    def _one_number_row(self, rows: Rows) -> np.ndarray | None:
-        if not self.numbers:
-            return _EMPTY
-        values = row_numbers([rows[name] for name in self.numbers])
-        return None if values is None else np.array(values, dtype=np.float64).reshape(-1, 1)
 
     def _codes_of(self, rows: Rows, n: int) -> np.ndarray:
         if not self.texts:

@@ -38,15 +38,14 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 from onnx import ModelProto, TensorProto, helper
-from pandas.core.arrays.masked import BaseMaskedArray
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from mlcanary.serve.compiled import float_column, unwrap
+from mlcanary.serve.compiled import number_rows, one_number_row, unwrap
 from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
-from mlcanary.serve.runtime import Prediction, Rows, Unsupported, row_numbers
+from mlcanary.serve.runtime import Prediction, Rows, Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -67,7 +66,6 @@ Feed = Callable[[Rows], np.ndarray]
 OneRow = Callable[[Rows], "np.ndarray | None"]
 """The same for validated columns of one row; None when the row needs the general path."""
 
-NAN = float("nan")
 
 
 class OnnxRuntime:
@@ -171,7 +169,7 @@ class _Graph:
         first, rest = chain[0], chain[1:]
         if isinstance(first, ToFloat):
             feed: Feed = lambda rows: _float_input(rows, columns)  # noqa: E731
-            row: OneRow = lambda rows: _one_float_row(rows, columns)  # noqa: E731
+            row: OneRow = lambda rows: one_number_row(rows, columns, np.float32)  # noqa: E731
             self.inputs.append(
                 helper.make_tensor_value_info(name, TensorProto.FLOAT, [len(columns), None])
             )
@@ -495,40 +493,7 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
         frame = rows[columns]
         if all(dtype.kind == "f" for dtype in frame.dtypes):
             return np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T)
-    else:
-        # Validated numbers are float64 arrays, integers and booleans masked arrays: their
-        # data converts with the rest in one C call, and their gaps are set after
-        # (np.count_nonzero: ndarray.any() goes through Python, ~2 µs).
-        data, masked = [], []
-        for j, name in enumerate(columns):
-            values = rows[name]
-            if type(values) is np.ndarray:
-                data.append(values)
-            elif isinstance(values, BaseMaskedArray):
-                numbers: Any = values  # pandas types neither attribute
-                data.append(numbers._data)
-                masked.append((j, numbers._mask))
-            else:
-                break
-        else:
-            block = np.array(data, dtype=np.float32)
-            for j, mask in masked:
-                if np.count_nonzero(mask):
-                    block[j][mask] = NAN
-            return block
-    out = np.empty((len(columns), _length(rows, columns[0])), dtype=np.float32)
-    for j, name in enumerate(columns):
-        out[j] = float_column(rows[name])
-    return out
-
-
-def _one_float_row(rows: Rows, columns: list[str]) -> np.ndarray | None:
-    """``_float_input`` of one validated row: each value read as a Python number (a gap
-    as NaN) and one NumPy call."""
-    values = row_numbers([rows[name] for name in columns])
-    if values is None:
-        return None
-    return np.array(values, dtype=np.float32).reshape(len(values), 1)
+    return number_rows(rows, columns, np.float32)
 
 
 def _bound_run(session: Any) -> Callable[[list[str], dict[str, np.ndarray], Any], Any]:
