@@ -109,7 +109,7 @@ def test_too_few_rows_leave_the_state_untouched() -> None:
     state = SequentialState()
     new, decision = update(state, CHAMPION, bernoulli(40, 0.5))
     assert new == state and decision.verdict == "continue" and decision.p_value == 1.0
-    assert "waiting for 100 labelled rows per variant (champion 400, challenger 40)" in (
+    assert "waiting for 100 labelled rows per variant (champion 400, challenger 40" in (
         decision.note
     )
     assert decision.as_dict()["ci_low"] is None

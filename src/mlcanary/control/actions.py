@@ -107,12 +107,14 @@ def step(
     """
     index = deployment.step + 1
     share = deployment.steps[index]
+    now = time.time() if now is None else now
     after = deployment.evolve(
         step=index,
         weights={"champion": 100.0 - share, "challenger": share},
-        last_check=time.time() if now is None else now,
+        last_check=now,
         checks=deployment.checks + 1,
         epoch=deployment.epoch + 1,
+        split_changes=(*deployment.split_changes, now),
     )
     return log.save(after, _event(deployment, after, "step", "policy:canary", cause))
 

@@ -15,6 +15,10 @@ within one poll, and write their counts within one flush). Then:
 * otherwise (not enough traffic yet, or its predictions not yet written) nothing
   happens and the interval grows.
 
+The quality test reads every labelled row since the start (labels arrive late), grouped
+into the periods between split changes, so that both arms are compared on the same
+moments of the stream (``sequential.update_strata``).
+
 Each decision is saved with the revision it read, so a restarted or second controller
 never takes a step twice, and each leaves an event with the gates' numbers.
 """
@@ -26,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlcanary.control import actions
@@ -40,11 +45,13 @@ from mlcanary.control.gates import (
 )
 from mlcanary.control.sequential import (
     SequentialState,
+    Stratum,
     Summary,
     default_outcome,
     outcomes,
-    update,
+    update_strata,
 )
+from mlcanary.monitor.records import TS_COLUMN
 from mlcanary.monitor.signals import SignalLog
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.traffic import Counts, TrafficLog
@@ -73,8 +80,15 @@ class Check:
 class Controller:
     """Runs the gates of every running rollout in a store and acts on them."""
 
-    def __init__(self, store: Store, registry: ModelRegistry, *, settle_seconds: float) -> None:
+    def __init__(
+        self, store: Store, registry: ModelRegistry, *, settle_seconds: float,
+        stratify: bool = True,
+    ) -> None:
+        """``stratify=False`` pools each arm's outcomes over the whole rollout, the rule
+        before strata: biased by any trend during a ramp, kept so that ``mlcanary
+        backtest`` can show the difference on a user's own data."""
         self.store = store
+        self.stratify = stratify
         self.registry = registry
         self.deployments = DeploymentLog(store)
         self.traffic = TrafficLog(store)
@@ -120,12 +134,9 @@ class Controller:
             )
             for variant, version in d.versions().items()
         }
-        champion = counts["champion"]
-        if champion.requests < MIN_REQUESTS:  # e.g. at 100%: its traffic since the start
-            champion = self.traffic.totals(d.model, d.started, until).get(
-                ("champion", d.champion), Counts()
-            )
-        gates.append(fast_gate(champion, counts["challenger"]))
+        # Concurrent traffic only: at 100% the champion has none, and the challenger's
+        # errors meet the absolute limit alone (its latency was compared at earlier steps).
+        gates.append(fast_gate(counts["champion"], counts["challenger"]))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
         rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
                    if s.end_ts >= d.started]
@@ -191,19 +202,43 @@ class Controller:
 
     def _quality(self, d: Deployment, signature: Signature) -> tuple[GateResult, SequentialState]:
         state = SequentialState.from_dict(d.sequential) if d.sequential else SequentialState()
-        summaries = {}
+        labelled = {}
         for variant, version in d.versions().items():
             frame = self.store.read_window(d.model, variant=variant, version=version,
                                            since=d.started)
-            labelled = frame[frame[TARGET_COLUMN].notna()] if not frame.empty else frame
-            summaries[variant] = Summary.of(self._outcomes(labelled, signature))
-        state, decision = update(state, summaries["champion"], summaries["challenger"])
+            labelled[variant] = frame[frame[TARGET_COLUMN].notna()] if not frame.empty else frame
+        state, decision = update_strata(state, self._strata(d, labelled, signature))
         numbers = decision.as_dict()
         if decision.verdict == "challenger_worse":
             return GateResult("quality", False, "challenger worse than champion", numbers), state
         if state.looks == 0:
             return GateResult("quality", None, decision.note or "no labels yet", numbers), state
         return GateResult("quality", True, decision.verdict, numbers), state
+
+    def _strata(
+        self, d: Deployment, labelled: dict[str, pd.DataFrame], signature: Signature
+    ) -> list[Stratum]:
+        """Per period of one traffic split, each arm's outcome summary.
+
+        A row answered within the settle time after a change may have been routed by the
+        split before it (servers follow within a poll): it is left out.
+        """
+        changes = np.asarray(d.split_changes if self.stratify else (), dtype=float)
+        arms = {}
+        for variant, frame in labelled.items():
+            values = np.asarray(self._outcomes(frame, signature), dtype=float)
+            ts = frame[TS_COLUMN].to_numpy(dtype=float) if len(frame) else np.empty(0)
+            period = np.searchsorted(changes, ts, side="right")
+            keep = np.ones(len(ts), dtype=bool)
+            if changes.size:
+                began = changes[np.maximum(period - 1, 0)]
+                keep = (period == 0) | (ts >= began + self.settle)
+            arms[variant] = (values[keep], period[keep])
+        (a, a_period), (b, b_period) = arms["champion"], arms["challenger"]
+        return [
+            (Summary.of(a[a_period == k]), Summary.of(b[b_period == k]))
+            for k in range(changes.size + 1)
+        ]
 
     def _outcomes(self, frame: pd.DataFrame, signature: Signature) -> Any:
         if frame.empty:

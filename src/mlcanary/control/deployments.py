@@ -57,6 +57,9 @@ class Deployment:
     """Bumped whenever the split or the versions change; servers tag their traffic counts
     with the epoch they route by, so a check counts only traffic routed as intended."""
     sequential: dict[str, Any] | None = None
+    split_changes: tuple[float, ...] = ()
+    """When the traffic split changed after the start (each canary step): the quality
+    test compares the arms within each period between two changes."""
     revision: int = 0
 
     @property
@@ -74,6 +77,7 @@ class Deployment:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["steps"] = list(self.steps)
+        out["split_changes"] = list(self.split_changes)
         return out
 
     @classmethod
@@ -81,6 +85,7 @@ class Deployment:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["steps"] = tuple(values.get("steps", DEFAULT_STEPS))
+        values["split_changes"] = tuple(values.get("split_changes", ()))
         return cls(**values)
 
     def evolve(self, **changes: Any) -> Deployment:

@@ -3,15 +3,19 @@
 1. Sample-ratio mismatch: observed requests per variant against the intended split.
    A mismatch stops the analysis (broken assignment says nothing about the model).
 2. Fast gate: the challenger's server-error rate and tail latency (p99 from 1,000
-   requests, a lower quantile from fewer) against the champion's on the same interval
-   (since the start when the interval gave the champion too little), and against
-   absolute limits; the challenger's score distribution
-   against the champion's on the same traffic (an inverted or broken model shows here
-   long before labels arrive).
+   requests, a lower quantile from fewer, interpolated within fine buckets) against the
+   champion's on the same interval's traffic, routed by the same split, and against
+   absolute limits. When the interval gave the champion too little traffic (at 100%),
+   nothing concurrent is there to compare with: the absolute error limit alone judges,
+   never the champion's traffic of other periods (a trend in load or a server's restart
+   would read as the challenger's fault). Latencies of a server's first seconds after a
+   start are not counted (``traffic.WARMUP_SECONDS``).
+   Divergence: the challenger's score distribution against the champion's on the same
+   interval's traffic (an inverted or broken model shows here long before labels arrive).
 3. Drift: the monitor's dataset-drift signals on the challenger's traffic, held against
    it when they come more often than on the champion's.
-4. Quality, once labels exist: the sequential test (``sequential.update``), valid however
-   often it looks.
+4. Quality, once labels exist: the sequential test (``sequential.update_strata``), valid
+   however often it looks, comparing the arms within each period of one traffic split.
 
 A gate passes (True), fails (False) or lacks data (None): a rollout only advances when
 every gate with data passes and the fast gate has data.
@@ -89,9 +93,8 @@ def tail_quantile(n: int) -> float:
 def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
     """Errors and tail latency of the challenger against the champion's.
 
-    ``champion`` is its traffic in the same interval, or (when the interval gave it too
-    little, as at 100%) since the rollout started. Without a comparable champion the
-    absolute error limit alone judges.
+    Both are counts of the same interval under the same split. Without a comparable
+    champion (fewer than ``MIN_REQUESTS``) the absolute error limit alone judges.
     """
     compared = champion.requests >= MIN_REQUESTS
     q = tail_quantile(min(champion.requests, challenger.requests) if compared

@@ -8,12 +8,34 @@ McPherson & Rowe 1969). The mixture sequential probability ratio test (mSPRT; Ro
 confidence intervals valid at every look at once, so the gate may look after every window
 and stop the moment the evidence is in.
 
-Model. Each labelled row gives an outcome where higher is better (``Outcome``). The
-difference of the arms' means, d = mean(challenger) - mean(champion), is about normal
-around the true difference theta with variance V = s^2 (1/n_champion + 1/n_challenger),
-s^2 the pooled within-arm variance. S = d / V is then a Brownian motion with drift theta
-in the information I = 1/V, whatever the split and however it changes: for nested samples
-Cov(d_m, d_n) = V_n, so Cov(S_m, S_n) = I_m. A ramp from 5% to 50% leaves the test valid.
+Model. Each labelled row gives an outcome where higher is better (``Outcome``). Rows are
+grouped into strata: periods in which the traffic split was fixed (a canary step; the
+whole of an A/B test). Within stratum s the difference of the arms' means, d_s =
+mean(challenger) - mean(champion), is about normal around the true difference theta with
+variance V_s = s^2 (1/n_champion,s + 1/n_challenger,s), s^2 the pooled within-stratum,
+within-arm variance. The strata combine with inverse-variance weights:
+
+    d = sum(d_s / V_s) / sum(1 / V_s),   V = 1 / sum(1 / V_s).
+
+Why strata. Assignment is by a hash of the request key, independent of time, so within
+one stratum both arms sample the same moments of the stream: a trend in the outcome
+(the data drifting, labels getting harder) moves both arms' means alike and cancels in
+d_s. Pooled across a ramp it would not: at 5% the challenger's rows come from the early
+intervals, at 50% from the late ones, and a shared trend reads as a difference between
+the models (Simpson's paradox; on a real drifting stream an A/A ramp pooled this way was
+rolled back in 59% of replays). A stratum in which one arm has no rows (the challenger at
+100%) carries no comparison and adds nothing.
+
+What is assumed: outcomes of different rows are independent given the time; theta is
+the same in every stratum (otherwise the test is about the information-weighted average
+of the per-stratum differences, which is still the right sign for "is the challenger
+better on the traffic both saw"); the split is fixed within a stratum (the controller
+drops the rows answered while servers were still picking up a new split).
+
+S = d / V = sum(d_s / V_s) is then a Brownian motion with drift theta in the information
+I = 1/V = sum(1 / V_s): within a stratum, for nested samples Cov(d_m, d_n) = V_n, so the
+stratum's d_s / V_s has independent increments with variance 1 / V_s, and strata are
+independent of each other. Labels arriving late for an old stratum only add information.
 
 Test. For "challenger better" (H0: theta <= 0) the likelihood ratio exp(theta S -
 theta^2 I / 2) is mixed over theta > 0 with a half-normal of scale tau:
@@ -216,10 +238,14 @@ class Decision:
         }
 
 
+Stratum = tuple[Summary, Summary]
+"""(champion, challenger) summaries of one period with a fixed traffic split."""
+
+
 def update(
     state: SequentialState, champion: Summary, challenger: Summary
 ) -> tuple[SequentialState, Decision]:
-    """One look at the cumulative summaries: the new state and the decision.
+    """One look at the cumulative summaries of one stratum: the new state and the decision.
 
     Looks with fewer than ``min_n`` rows in an arm, or with no spread in the outcomes yet,
     leave the state as it was (they are not counted in ``looks``).
@@ -229,20 +255,41 @@ def update(
     >>> decision.verdict, round(decision.difference, 2), decision.ci_low > 0
     ('challenger_better', 0.05, True)
     """
-    n_a, n_b = champion.n, challenger.n
-    difference = challenger.mean - champion.mean if n_a and n_b else math.nan
+    return update_strata(state, [(champion, challenger)])
+
+
+def update_strata(
+    state: SequentialState, strata: Sequence[Stratum]
+) -> tuple[SequentialState, Decision]:
+    """One look at the cumulative summaries of every stratum (see the module docstring).
+
+    ``min_n`` applies to the rows of each arm in the strata that compare both arms.
+
+    >>> ramp = [(Summary(950, 0.80, 0.16), Summary(50, 0.80, 0.16)),  # 5%: early, easy rows
+    ...         (Summary(500, 0.70, 0.21), Summary(500, 0.70, 0.21))]  # 50%: later, harder
+    >>> round(update_strata(SequentialState(), ramp)[1].difference, 6)  # pooled: -0.0475
+    0.0
+    """
+    compared = [(a, b) for a, b in strata if a.n and b.n]
+    n_a, n_b = sum(a.n for a, _ in compared), sum(b.n for _, b in compared)
     if min(n_a, n_b) < state.min_n:
         note = (
             f"waiting for {state.min_n} labelled rows per variant "
-            f"(champion {n_a}, challenger {n_b})"
+            f"(champion {n_a}, challenger {n_b}, counted in periods both served)"
         )
+        difference = _difference(compared, 1.0) if compared else math.nan
         return state, _decision(state, difference, n_a, n_b, note)
-    pooled = ((n_a - 1) * champion.variance + (n_b - 1) * challenger.variance) / (n_a + n_b - 2)
+    freedom = sum(max(a.n - 1, 0) + max(b.n - 1, 0) for a, b in compared)
+    squares = sum(
+        max(a.n - 1, 0) * a.variance + max(b.n - 1, 0) * b.variance for a, b in compared
+    )
+    pooled = squares / freedom if freedom > 0 else 0.0
     if pooled <= 0:
         note = "every labelled row has the same outcome so far: no spread to test against"
-        return state, _decision(state, difference, n_a, n_b, note)
+        return state, _decision(state, _difference(compared, 1.0), n_a, n_b, note)
 
-    variance = pooled * (1 / n_a + 1 / n_b)
+    difference = _difference(compared, pooled)
+    variance = 1 / sum(1 / (pooled * (1 / a.n + 1 / b.n)) for a, b in compared)
     mixing = state.tau2 * pooled
     p_better = min(state.p_better, _p_value(difference, variance, mixing))
     p_worse = min(state.p_worse, _p_value(-difference, variance, mixing))
@@ -269,6 +316,14 @@ def update(
         verdict=verdict,
     )
     return new, _decision(new, difference, n_a, n_b, note)
+
+
+def _difference(compared: Sequence[Stratum], pooled: float) -> float:
+    """The strata's differences weighted by inverse variance (``pooled`` cancels out of
+    the weights; it is passed so that the formula reads as the one in the docstring)."""
+    weights = [1 / (pooled * (1 / a.n + 1 / b.n)) for a, b in compared]
+    total = sum(weights)
+    return sum(w * (b.mean - a.mean) for w, (a, b) in zip(weights, compared, strict=True)) / total
 
 
 def _decision(state: SequentialState, difference: float, n_a: int, n_b: int, note: str) -> Decision:

@@ -49,7 +49,7 @@ from mlcanary.monitor.feedback import FeedbackResult, parse_feedback
 from mlcanary.monitor.records import PredictionRecord
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
-from mlcanary.monitor.traffic import TrafficCounter, TrafficLog
+from mlcanary.monitor.traffic import WARMUP_SECONDS, TrafficCounter, TrafficLog
 from mlcanary.serve import v1
 from mlcanary.serve.admin import admin_routes, check_token
 from mlcanary.serve.batcher import Batcher
@@ -129,7 +129,7 @@ def create_app(
         )
         metrics.watch_prediction_log(tap)
     router = Router(store)
-    counter = TrafficCounter()
+    counter = TrafficCounter(warmup_seconds=WARMUP_SECONDS)
     shadows: set[asyncio.Task[None]] = set()
     if store is not None:
         metrics.watch_signals(store, repository.names)
@@ -154,6 +154,7 @@ def create_app(
         # full collection walks them all (a pause of ~100 ms, seen as p99 latency).
         gc.collect()
         gc.freeze()
+        counter.begin()
         for model in repository.models.values():
             model.batcher = make_batcher(model)
             model.batcher.start()
