@@ -620,6 +620,64 @@ def retrain(
 
 
 @app.command()
+def backtest(
+    name: str = typer.Argument(..., help="Registered model name."),
+    data: Path = typer.Argument(..., help="Labelled CSV, TSV or Parquet file, replayed in order."),
+    version: str = typer.Option("champion", help="Version number or alias under test."),
+    target: str | None = typer.Option(None, help="Label column (default: the model's target)."),
+    time_column: str | None = typer.Option(None, help="Replay in this column's order."),
+    window_rows: int = typer.Option(1000, min=50, help="Rows per drift window."),
+    reference_rows: int | None = typer.Option(
+        None, min=50, help="Drift reference: the first N rows (not replayed), as scored."
+    ),
+    rollout: str | None = typer.Option(None, help="Also replay a rollout: canary or ab."),
+    steps: str | None = typer.Option(None, help="Canary weights, e.g. 1,5,10,25,50,100."),
+    weights: str | None = typer.Option(None, help="A/B split, e.g. 50,50."),
+    interval_rows: int = typer.Option(1000, min=20, help="Requests per rollout interval."),
+    max_failures: int = typer.Option(2, min=1, help="Failed checks (in all) before rollback."),
+    challenger: str = typer.Option(
+        "same", help="'same' (the tested version on both arms: A/A) or a version."
+    ),
+    repeats: int = typer.Option(10, min=1, max=1000, help="Replays, from spread offsets."),
+    shuffle: bool = typer.Option(False, help="Replay rows in random order (an honest null)."),
+    pooled: bool = typer.Option(
+        False, help="Quality pooled over the whole ramp, the rule before strata (to compare)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Replay a labelled table as traffic through the monitor and rollout controller."""
+    from mlcanary.backtest import BacktestRequest, print_result, run_backtest
+    from mlcanary.config import Settings
+    from mlcanary.control.actions import validate_steps
+    from mlcanary.control.backtest import BacktestPlan
+    from mlcanary.progress import Steps
+
+    if rollout not in (None, "canary", "ab"):
+        raise InvalidInput(f"--rollout: expected canary or ab, got {rollout!r}")
+    if rollout is None and (steps or weights or challenger != "same" or pooled):
+        raise InvalidInput("--steps, --weights, --challenger and --pooled need --rollout")
+    if challenger != "same" and not challenger.isdigit():
+        raise InvalidInput(f"--challenger: expected 'same' or a version number, got {challenger!r}")
+    split = _numbers(weights, "--weights") or [50.0, 50.0]
+    if len(split) != 2 or abs(sum(split) - 100) > 1e-6 or min(split) <= 0:
+        raise InvalidInput(f"--weights: expected two positive percentages summing to 100, "
+                           f"got {split}")
+    plan = BacktestPlan(
+        window_rows=window_rows, rollout=rollout,  # type: ignore[arg-type]
+        steps=validate_steps(_numbers(steps, "--steps")), weights=(split[0], split[1]),
+        interval_rows=interval_rows, max_failures=max_failures, repeats=repeats,
+        shuffle=shuffle, stratify=not pooled,
+    )
+    request = BacktestRequest(name, data, version, target, time_column, reference_rows,
+                              challenger)
+    result = run_backtest(request, plan, Settings(), Steps(None if as_json else err))
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+    else:
+        print_result(result, plan, out)
+
+
+@app.command()
 def demo() -> None:
     """Tell the end-to-end story on generated data."""
     from mlcanary.config import Settings

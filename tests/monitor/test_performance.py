@@ -26,8 +26,8 @@ def binary(rng: np.random.Generator, n: int, signal: float = 1.0) -> tuple[np.nd
 
 
 def test_default_metrics_follow_the_task() -> None:
-    assert default_metric("classification", [0, 1]) == "roc_auc"
-    assert default_metric("classification", ["a", "b", "c"]) == "f1"
+    assert default_metric("classification", [0, 1]) == "accuracy"
+    assert default_metric("classification", ["a", "b", "c"]) == "accuracy"
     assert default_metric("regression", None) == "rmse"
 
 
@@ -51,8 +51,9 @@ def test_macro_f1_over_all_classes_equals_sklearn() -> None:
     classes = ["a", "b", "c", "d"]
     y = rng.choice(classes[:3], 500)  # 'd' is never true and never predicted: F1 0
     predicted = np.where(rng.random(500) < 0.7, y, rng.choice(classes[:3], 500))
-    result = window_performance(
-        y, np.zeros((500, 4)), predicted, task="classification", classes=classes, baseline=0.5
+    result = window_performance(  # macro-F1 named: the default is accuracy
+        y, np.zeros((500, 4)), predicted, task="classification", classes=classes, baseline=0.5,
+        metric="f1",
     )
     expected = skm.f1_score(y, predicted, labels=classes, average="macro", zero_division=0.0)
     assert result.metric == "f1" and result.value == pytest.approx(expected)
@@ -143,7 +144,8 @@ def test_one_class_window_has_no_auc_and_no_verdict() -> None:
     y = np.ones(50, dtype=int)
     proba = np.c_[np.full(50, 0.3), np.full(50, 0.7)]
     result = window_performance(
-        y, proba, np.ones(50), task="classification", classes=[0, 1], baseline=0.9
+        y, proba, np.ones(50), task="classification", classes=[0, 1], baseline=0.9,
+        metric="roc_auc",
     )
     assert np.isnan(result.value) and not result.degraded
     data = json.loads(json.dumps(result.as_dict(), allow_nan=False))

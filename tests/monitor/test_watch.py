@@ -142,7 +142,8 @@ def test_labels_produce_a_performance_signal_and_a_degraded_one_when_wrong(
         monitor = Monitor(store, served.registry, ["churn"], plan=PLAN)
         (performance,) = [s for s in monitor.tick(now=T0 + 100) if s.kind == "performance"]
         result = performance.payload["performance"]
-        assert result["metric"] == "roc_auc" and result["n"] == 600
+        assert result["metric"] == "accuracy" and result["n"] == 600  # the default
+        assert set(performance.payload["metrics"]) == {"accuracy", "roc_auc", "f1"}
         assert result["ci_low"] <= result["value"] <= result["ci_high"]
         assert not performance.flagged
         assert [s for s in monitor.tick(now=T0 + 200) if s.kind == "performance"] == []

@@ -61,7 +61,7 @@ def deploy(
         raise InvalidInput(f"max_failures: expected at least 1, got {max_failures}")
     if not 0 < mirror_percent <= 100:
         raise InvalidInput(f"mirror_percent: expected 0 < percent <= 100, got {mirror_percent}")
-    ramp = _steps(steps)
+    ramp = validate_steps(steps)
     if strategy == "canary":
         share = ramp[0]
     elif strategy == "ab":
@@ -217,7 +217,8 @@ def _brief(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def _steps(steps: Sequence[float] | None) -> tuple[float, ...]:
+def validate_steps(steps: Sequence[float] | None) -> tuple[float, ...]:
+    """Canary weights: increasing percentages ending at 100 (the default ramp for None)."""
     from mlcanary.control.deployments import DEFAULT_STEPS
 
     ramp = tuple(float(s) for s in (steps if steps is not None else DEFAULT_STEPS))

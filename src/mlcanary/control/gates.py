@@ -109,6 +109,11 @@ def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
     if challenger.requests < MIN_REQUESTS:
         return GateResult("fast", None, f"fewer than {MIN_REQUESTS} challenger requests",
                           numbers)
+    if compared and (sum(champion.latency) < MIN_REQUESTS
+                     or sum(challenger.latency) < MIN_REQUESTS):
+        # Counted, but answered in a server's warm-up: no latency to compare yet.
+        return GateResult("fast", None, "too few latencies measured (server warm-up)",
+                          numbers)
     reasons = []
     if challenger.error_rate > MAX_ERROR_RATE or (
         compared and challenger.error_rate > champion.error_rate + ERROR_MARGIN

@@ -16,6 +16,7 @@ A policy file (TOML; ``MLCANARY_POLICY_FILE``) lists rules per model:
     model = "churn"
     when = "degraded"       # performance worse than the CV baseline, whole 95% interval ...
     margin = 0.02           # ... by at least this much (metric units; default 0)
+    metric = "roc_auc"      # judged on this metric (default: accuracy; RMSE for regression)
     at_least = 1
     of_last = 1
 
@@ -53,6 +54,9 @@ from mlcanary.errors import InvalidInput
 from mlcanary.monitor.signals import Kind, Signal, SignalLog
 from mlcanary.train.metrics import LOWER_IS_BETTER
 
+METRICS = ("accuracy", "roc_auc", "f1", "rmse", "mae")
+"""Metrics a performance signal reports (``monitor.performance``)."""
+
 log = logging.getLogger(__name__)
 
 When = Literal["drift", "degraded"]
@@ -74,6 +78,9 @@ class Policy:
     margin: float = 0.0
     """``degraded``: the whole 95% interval must lie beyond the baseline by this much (in
     the metric's units); 0 keeps the monitor's own verdict."""
+    metric: str | None = None
+    """``degraded``: the metric judged (one the performance signal reports); None: the
+    monitor's default (accuracy for classifiers, RMSE for regression)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def load_policy_file(path: Path) -> tuple[list[Policy], dict[str, RetrainPlan]]:
 
 def _policy(rule: Mapping[str, Any], where: str) -> Policy:
     known = {"name", "model", "when", "at_least", "of_last", "actions", "cooldown_seconds",
-             "margin"}
+             "margin", "metric"}
     unknown = sorted(set(rule) - known)
     if unknown:
         raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
@@ -152,8 +159,13 @@ def _policy(rule: Mapping[str, Any], where: str) -> Policy:
         raise InvalidInput(f"{where}: 'margin' expected a number >= 0, got {margin!r}")
     if margin and rule["when"] != "degraded":
         raise InvalidInput(f"{where}: 'margin' applies to when = 'degraded' only")
+    metric = rule.get("metric")
+    if metric is not None and metric not in METRICS:
+        raise InvalidInput(f"{where}: 'metric' expected one of {list(METRICS)}, got {metric!r}")
+    if metric is not None and rule["when"] != "degraded":
+        raise InvalidInput(f"{where}: 'metric' applies to when = 'degraded' only")
     return Policy(rule["name"], rule["model"], rule["when"], at_least, of_last,
-                  actions, float(cooldown), float(margin))
+                  actions, float(cooldown), float(margin), metric)
 
 
 def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:
@@ -167,9 +179,13 @@ def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:
 
 def counts(policy: Policy, signal: Signal) -> bool:
     """Whether the signal is one the rule counts (flagged, and beyond the margin)."""
-    if policy.when == "drift" or not policy.margin:
+    if policy.when == "drift" or not (policy.margin or policy.metric):
         return signal.flagged
     p = signal.payload.get("performance", {})
+    if policy.metric is not None:
+        p = signal.payload.get("metrics", {}).get(policy.metric, {})
+        if not policy.margin:
+            return bool(p.get("degraded", False))
     low, high, baseline = p.get("ci_low"), p.get("ci_high"), p.get("baseline")
     if low is None or high is None or baseline is None:
         return False
@@ -181,7 +197,9 @@ def counts(policy: Policy, signal: Signal) -> bool:
 def rule_text(policy: Policy) -> str:
     """The rule in words, e.g. 'drift in 3 of the last 5 windows'."""
     margin = f" by more than {policy.margin:g}" if policy.margin else ""
-    return f"{policy.when}{margin} in {policy.at_least} of the last {policy.of_last} windows"
+    metric = f" ({policy.metric})" if policy.metric else ""
+    return (f"{policy.when}{metric}{margin} in {policy.at_least} of the last "
+            f"{policy.of_last} windows")
 
 
 def policy_states(

@@ -9,11 +9,20 @@ A column drifts when two things hold at once:
   matter. This is what keeps a 100,000-row window from flagging a 0.02-standard-
   deviation wobble that any test at that size calls significant.
 
-The dataset drifts when the columns that drifted carry at least ``share_threshold`` of
-the model's importance, or when the domain classifier separates window rows from
-reference rows (significant, and AUC - 0.5 above its threshold with confidence).
+The dataset drifts when any of three pieces of evidence holds:
+
+* the columns that drifted carry at least ``share_threshold`` (10%) of the model's
+  importance: one column the model leans on, or several minor ones together;
+* the prediction distribution drifted (same tests, same correction, same materiality):
+  whatever moved, the model now answers differently than on its reference;
+* the domain classifier separates window rows from reference rows (significant, and
+  AUC - 0.5 above its threshold with confidence), on a sample that grows with the window.
+
 Importance matters because a model indifferent to a column is indifferent to its
-drift; the classifier matters because it sees joint shifts no column test can.
+drift; the classifier matters because it sees joint shifts no column test can. The
+rule and its thresholds were chosen by the power table in docs/statistics.md
+(``benchmarks/statistics.py``): false alarms and power by shift size, shifted columns,
+their importance and window size.
 
 ``Reference.from_sample`` does the per-version work once (sorted values, bins,
 category counts, the encoded sample for the classifier); ``analyse`` is the per-window
@@ -76,12 +85,14 @@ class DriftSettings:
     missing_threshold: float = 0.2
     """Cohen's h of the missing rates: 0.2 is Cohen's 'small' effect, e.g. 0% -> 1%,
     10% -> 17%, 50% -> 60%. Noise at 1,000 rows: about 0.03."""
-    share_threshold: float = 0.25
+    share_threshold: float = 0.10
     """Share of the model's (positive) importance carried by drifted columns that makes
-    the dataset drift. A quarter: one leading feature that moved is already enough to
-    take predictions out of the range the validation figures describe, while one minor
-    column (a few percent of importance) is not; 0.5 (Evidently's default, on column
-    counts) misses shifts in the few columns a model leans on."""
+    the dataset drift. A tenth: a column the model leans on that moved materially is
+    already enough to take predictions out of the range the validation figures describe,
+    while one minor column (a few percent of importance) is not. A quarter (the rule
+    before) missed three shifted columns of 30 carrying 10% between them even when the
+    column tests found all three; 0.5 (Evidently's default, on column counts) misses
+    shifts in the few columns a model leans on."""
     multivariate: bool = True
     """Run the domain classifier (10-30 ms per window on one core for 10-30 columns)."""
     multivariate_threshold: float = 0.05
@@ -339,14 +350,16 @@ def analyse(
                 and result.lower_bound(settings.alpha) >= settings.multivariate_threshold
             )
             multivariate = result.as_test(drift=flagged)
+    prediction_drift = any(t.drift and roles[t.feature] == "prediction" for t in tests)
     return DriftReport(
         tests=tuple(tests),
         dataset_drift=share >= settings.share_threshold
+        or prediction_drift
         or (multivariate is not None and multivariate.drift),
         drift_share=share,
         drifted_columns=drifted,
         n_columns=len(features),
-        prediction_drift=any(t.drift and roles[t.feature] == "prediction" for t in tests),
+        prediction_drift=prediction_drift,
         multivariate=multivariate,
         n_reference=reference.n_rows,
         n_window=len(window),

@@ -33,7 +33,7 @@ import pandas as pd
 
 from mlcanary.config import Settings
 from mlcanary.monitor.decision import DriftSettings, Reference, analyse
-from mlcanary.monitor.performance import default_metric, window_performance
+from mlcanary.monitor.performance import default_metric, metrics_for, window_performance
 from mlcanary.monitor.records import ID_COLUMN, VARIANT_COLUMN, VERSION_COLUMN
 from mlcanary.monitor.signals import Signal, SignalLog
 from mlcanary.monitor.store import Store
@@ -82,7 +82,9 @@ class Monitor:
         drift: DriftSettings | None = None,
         on_signal: Callable[[Signal], None] | None = None,
         seed: int = 0,
+        facts: Callable[[str, int], VersionFacts] | None = None,
     ) -> None:
+        """``facts`` loads a version's facts (default: from the registry's bundle)."""
         self.store = store
         self.signals = SignalLog(store)
         self.registry = registry
@@ -91,6 +93,7 @@ class Monitor:
         self.drift = drift or DriftSettings()
         self.on_signal = on_signal
         self.seed = seed
+        self._load = facts
         self._facts: dict[tuple[str, int], VersionFacts] = {}
         self._floor: dict[str, float] = {}
         """Per model: no group has unanalysed rows older than this."""
@@ -151,7 +154,8 @@ class Monitor:
                             variant, skipped, self.plan.max_windows)
             facts = self.facts(name, version)
             for k, window in enumerate(windows):
-                report = analyse(facts.reference, window.frame, self.drift, seed=self.seed)
+                seed = window_seed(self.seed, name, variant, version, window.last_id)
+                report = analyse(facts.reference, window.frame, self.drift, seed=seed)
                 payload = report.as_dict()
                 if k == 0 and skipped:
                     payload["skipped_requests"] = skipped
@@ -216,16 +220,16 @@ class Monitor:
         else:
             columns = [f"{SCORE_PREFIX}{c}" for c in signature.classes or []]
             scores = labelled[columns].to_numpy(dtype=float)
-        result = window_performance(
-            y_true,
-            scores,
-            predicted,
-            task=signature.task,
-            classes=signature.classes,
-            baseline=facts.baseline[metric],
-            metric=metric,
-            seed=self.seed,
-        )
+        seed = window_seed(self.seed, name, variant, version, digest)
+        results = {
+            other: window_performance(
+                y_true, scores, predicted, task=signature.task, classes=signature.classes,
+                baseline=facts.baseline[other], metric=other, seed=seed,
+            )
+            for other in metrics_for(signature.task, signature.classes)
+            if other in facts.baseline
+        }
+        result = results[metric]
         return Signal(
             model=name,
             variant=variant,
@@ -236,7 +240,10 @@ class Monitor:
             last_id=digest,
             rows=len(labelled),
             flagged=result.degraded,
-            payload={"performance": result.as_dict()},
+            # The default metric decides the signal; the others are there for the record
+            # and for policies that name one (``metric = "roc_auc"``).
+            payload={"performance": result.as_dict(),
+                     "metrics": {k: r.as_dict() for k, r in results.items()}},
         )
 
     # -- versions ----------------------------------------------------------------------------
@@ -245,7 +252,8 @@ class Monitor:
         """The version's signature, drift reference and CV baseline (cached)."""
         key = (name, version)
         if key not in self._facts:
-            self._facts[key] = load_facts(self.registry, name, version)
+            loaded = self._load(name, version) if self._load else None
+            self._facts[key] = loaded or load_facts(self.registry, name, version)
         return self._facts[key]
 
     # -- loop --------------------------------------------------------------------------------
@@ -303,6 +311,22 @@ def load_facts(registry: ModelRegistry, name: str, version: int) -> VersionFacts
     reference = Reference.from_sample(sample, signature, profile.get("importance", {}))
     baseline = {k: float(v["mean"]) for k, v in metrics.get("model", {}).items()}
     return VersionFacts(signature, reference, baseline)
+
+
+def window_seed(seed: int, model: str, variant: str, version: int, window: str) -> int:
+    """The seed of one window's random draws, from the window's identity.
+
+    Reproducible (a restarted monitor, or a second one on the store, draws the same) but
+    not shared: with one seed for every window the domain classifier compared each window
+    with the same reference subsample, so its false alarms came together.
+
+    >>> window_seed(0, "churn", "champion", 1, "a") == window_seed(0, "churn", "champion", 1, "a")
+    True
+    >>> window_seed(0, "churn", "champion", 1, "a") == window_seed(0, "churn", "champion", 1, "b")
+    False
+    """
+    text = f"{seed}\x00{model}\x00{variant}\x00{version}\x00{window}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
 
 
 def _group(key: Any) -> tuple[str, int]:

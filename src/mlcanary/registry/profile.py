@@ -1,7 +1,8 @@
 """The reference profile: what held-out training data looked like, for later drift tests.
 
-Statistics are computed on every held-out row (rows scored by a model that did not
-see them in cross-validation); the stored sample is capped at ``reference_rows``.
+Statistics are computed on every held-out row (rows that cross-validation scored with a
+model that did not see them), with the scores the served pipeline gives them
+(``train.fit.served_scores``); the stored sample is capped at ``reference_rows``.
 """
 
 from __future__ import annotations

@@ -189,13 +189,14 @@ def make_estimator(
     if family == "random-forest":
         if task == "regression":
             return RandomForestRegressor(
-                n_estimators=200, n_jobs=threads, random_state=seed, **params
+                n_estimators=200, n_jobs=threads, random_state=seed, oob_score=True, **params
             )
         return RandomForestClassifier(
             n_estimators=200,
             n_jobs=threads,
             random_state=seed,
             class_weight="balanced_subsample" if balanced else None,
+            oob_score=True,  # the reference's scores (see fit.served_scores)
             **params,
         )
     raise ValueError(f"unknown model family {family!r}")
