@@ -202,7 +202,7 @@ def _monitor(store: Store, name: str, facts: Mapping[int, VersionFacts],
                         max_windows=None),
         drift=DriftSettings(),
         seed=plan.seed,
-        facts=lambda _, version: facts.get(version),  # type: ignore[arg-type,return-value]
+        facts=lambda _, version: facts.get(version),
     )
 
 

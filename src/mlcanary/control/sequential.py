@@ -277,7 +277,7 @@ def update_strata(
             f"waiting for {state.min_n} labelled rows per variant "
             f"(champion {n_a}, challenger {n_b}, counted in periods both served)"
         )
-        difference = _difference(compared, 1.0) if compared else math.nan
+        difference = _difference(compared) if compared else math.nan
         return state, _decision(state, difference, n_a, n_b, note)
     freedom = sum(max(a.n - 1, 0) + max(b.n - 1, 0) for a, b in compared)
     squares = sum(
@@ -286,9 +286,9 @@ def update_strata(
     pooled = squares / freedom if freedom > 0 else 0.0
     if pooled <= 0:
         note = "every labelled row has the same outcome so far: no spread to test against"
-        return state, _decision(state, _difference(compared, 1.0), n_a, n_b, note)
+        return state, _decision(state, _difference(compared), n_a, n_b, note)
 
-    difference = _difference(compared, pooled)
+    difference = _difference(compared)
     variance = 1 / sum(1 / (pooled * (1 / a.n + 1 / b.n)) for a, b in compared)
     mixing = state.tau2 * pooled
     p_better = min(state.p_better, _p_value(difference, variance, mixing))
@@ -318,10 +318,10 @@ def update_strata(
     return new, _decision(new, difference, n_a, n_b, note)
 
 
-def _difference(compared: Sequence[Stratum], pooled: float) -> float:
-    """The strata's differences weighted by inverse variance (``pooled`` cancels out of
-    the weights; it is passed so that the formula reads as the one in the docstring)."""
-    weights = [1 / (pooled * (1 / a.n + 1 / b.n)) for a, b in compared]
+def _difference(compared: Sequence[Stratum]) -> float:
+    """The strata's differences weighted by inverse variance (the pooled variance is a
+    common factor of every V_s, so it cancels out of the weights)."""
+    weights = [1 / (1 / a.n + 1 / b.n) for a, b in compared]
     total = sum(weights)
     return sum(w * (b.mean - a.mean) for w, (a, b) in zip(weights, compared, strict=True)) / total
 

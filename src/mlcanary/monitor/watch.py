@@ -82,9 +82,9 @@ class Monitor:
         drift: DriftSettings | None = None,
         on_signal: Callable[[Signal], None] | None = None,
         seed: int = 0,
-        facts: Callable[[str, int], VersionFacts] | None = None,
+        facts: Callable[[str, int], VersionFacts | None] | None = None,
     ) -> None:
-        """``facts`` loads a version's facts (default: from the registry's bundle)."""
+        """``facts`` gives a version's facts, or None for the registry's bundle."""
         self.store = store
         self.signals = SignalLog(store)
         self.registry = registry
