@@ -203,3 +203,23 @@ def test_labels_that_show_a_worse_challenger_roll_it_back(rig: Rig) -> None:
     assert quality.passed is False and quality.numbers["difference"] < 0
 
 
+
+
+def test_latencies_in_a_servers_warm_up_are_counted_but_not_timed() -> None:
+    """A restarted server's first burst is answered cold: its requests count, their
+    latencies do not; later requests are timed; the gate waits until it has latencies."""
+    from mlcanary.control.gates import fast_gate
+
+    counter = TrafficCounter(warmup_seconds=3600.0)
+    counter.record("churn", "champion", 1, 0.5, False)  # before begin: timed
+    counter.begin()
+    for _ in range(50):
+        counter.record("churn", "champion", 1, 0.5, False)
+        counter.record("churn", "challenger", 2, 0.5, False)
+    counts = counter.drain()
+    champion = counts[("churn", "champion", 1, 0)]
+    challenger = counts[("churn", "challenger", 2, 0)]
+    assert (champion.requests, sum(champion.latency)) == (51, 1)
+    assert (challenger.requests, sum(challenger.latency)) == (50, 0)
+    result = fast_gate(champion, challenger)
+    assert result.passed is None and "warm-up" in result.reason

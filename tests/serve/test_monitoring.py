@@ -85,7 +85,7 @@ def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> 
         document = wait_for(lambda: get(f"{url}/monitor/churn")["performance"] and
                             get(f"{url}/monitor/churn"))
         performance = document["performance"]
-        assert performance["metric"] == "roc_auc" and performance["n"] == 400
+        assert performance["metric"] == "accuracy" and performance["n"] == 400
         assert performance["ci_low"] <= performance["value"] <= performance["ci_high"]
         # Gauges come from the store, read at most every 5 s.
         wait_for(lambda: 'mlcanary_performance_degraded{model="churn"'
@@ -96,7 +96,7 @@ def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> 
         shown = cli("status", "churn")
         assert shown.code == 0, shown.stderr
         assert "DRIFT" in shown.stdout and "monthly_charges" in shown.stdout
-        assert "roc_auc" in shown.stdout
+        assert "accuracy" in shown.stdout
         as_json = cli("status", "churn", "--json")
         assert json.loads(as_json.stdout)["windows"][-1]["tests"]
         written = cli("report", "churn", "--out", str(home.parent / "drift.html"))

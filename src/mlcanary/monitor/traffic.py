@@ -77,13 +77,14 @@ class TrafficCounter:
     """In-memory counts since the last ``drain``; only the event loop writes them.
 
     ``warmup_seconds``: latencies of requests that arrived this soon after ``begin``
-    (the server starting to serve) are left out of the latency counts.
+    (the server starting to serve) are left out of the latency counts; before any
+    ``begin`` every latency counts.
     """
 
     def __init__(self, warmup_seconds: float = 0.0) -> None:
         self.counts: dict[Key, Counts] = {}
         self.warmup_seconds = warmup_seconds
-        self.warm_after = time.monotonic() + warmup_seconds
+        self.warm_after = float("-inf")
 
     def begin(self) -> None:
         """The server starts serving now: its warm-up runs from here."""
