@@ -178,6 +178,41 @@ def test_a_degraded_rule_fires_only_beyond_its_margin(
         assert rule.startswith("degraded by more than 0.02" if margin else "degraded in")
 
 
+def two_metrics(auc_degraded: bool) -> Signal:
+    """Accuracy (the default metric) holds; ROC-AUC degraded or not."""
+    accuracy = {"metric": "accuracy", "value": 0.86, "ci_low": 0.84, "ci_high": 0.88,
+                "baseline": 0.85, "n": 500, "degraded": False}
+    auc = {"metric": "roc_auc", "value": 0.70, "ci_low": 0.66, "ci_high": 0.74,
+           "baseline": 0.90, "n": 500, "degraded": auc_degraded}
+    return Signal("churn", "champion", 1, "performance", 0.0, 50.0, "p-0", 500, False,
+                  {"performance": accuracy, "metrics": {"accuracy": accuracy, "roc_auc": auc}})
+
+
+@pytest.mark.parametrize(("metric", "margin", "auc_degraded", "fires"), [
+    (None, 0.0, True, False),       # the default metric (accuracy) holds
+    ("roc_auc", 0.0, True, True),   # the named one degraded
+    ("roc_auc", 0.0, False, False),
+    ("roc_auc", 0.1, True, True),   # 0.74 < 0.90 - 0.1
+    ("roc_auc", 0.2, True, False),  # 0.74 >= 0.90 - 0.2
+    ("accuracy", 0.0, True, False),
+])
+def test_a_degraded_rule_judges_the_metric_it_names(
+    tmp_path: Path, metric: str | None, margin: float, auc_degraded: bool, fires: bool
+) -> None:
+    path = tmp_path / "policies.toml"
+    named = f'metric = "{metric}"\n' if metric else ""
+    path.write_text('[[policy]]\nname = "decay"\nmodel = "churn"\nwhen = "degraded"\n'
+                    f"at_least = 1\nof_last = 1\nmargin = {margin}\n{named}")
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        signals = SignalLog(store)
+        runner = PolicyRunner(load_policies(path), signals, DeploymentLog(store), AlertSink())
+        signals.add(two_metrics(auc_degraded))
+        events = runner.tick(now=0.0)
+    assert bool(events) is fires
+    if fires:
+        assert "(roc_auc)" in events[0].cause["rule"]
+
+
 def test_margin_is_checked() -> None:
     from mlcanary.control.policies import _policy
 
@@ -186,6 +221,10 @@ def test_margin_is_checked() -> None:
         _policy({**base, "margin": -1}, "rule 1")
     with pytest.raises(InvalidInput, match="applies to when = 'degraded' only"):
         _policy({**base, "when": "drift", "margin": 0.1}, "rule 1")
+    with pytest.raises(InvalidInput, match=r"'metric' expected one of .*got 'auc'"):
+        _policy({**base, "metric": "auc"}, "rule 1")
+    with pytest.raises(InvalidInput, match="'metric' applies to when = 'degraded' only"):
+        _policy({**base, "when": "drift", "metric": "f1"}, "rule 1")
 
 
 @pytest.mark.parametrize("database", DATABASES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import threading
@@ -10,7 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def send(url: str, rows: pd.DataFrame, key: str,
             return resp.status, body["parameters"]["variant"], body["model_version"]
     except urllib.error.HTTPError as exc:
         return exc.code, "", ""
+    except OSError:  # no server there (it died, or is not up yet): no status at all
+        return 0, "", ""
 
 
 @contextlib.contextmanager
@@ -129,16 +132,7 @@ def traffic(url: str, clients: int = 3, heavy_key: str | None = None) -> Iterato
 def wait_for_status(home: Path, status: str, timeout: float = 240) -> Deployment:
     """On a machine busy with other tests even a normal-priority controller's checks come
     late, so the wait is generous (it returns as soon as it can)."""
-    deadline = time.monotonic() + timeout
-    with Store(Settings(home=home).store_uri) as store:
-        log = DeploymentLog(store)
-        while time.monotonic() < deadline:
-            deployment = log.get("churn")
-            if deployment is not None and deployment.status == status:
-                return deployment
-            time.sleep(0.5)
-    trail = [(e["kind"], e["cause"]) for e in events(home)]
-    raise AssertionError(f"the rollout did not reach '{status}' in {timeout} s: {trail}")
+    return wait_for(home, lambda: deployment_of(home).status == status, timeout)
 
 
 def events(home: Path) -> list[dict[str, object]]:
@@ -255,6 +249,88 @@ def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> Non
              if e["kind"] == "step"]
     assert steps == [50.0, 100.0]  # from 20: each step once, across the restart
     assert ModelRegistry(Settings(home=home)).alias_version("churn", "champion") == 3
+
+
+def test_a_sound_challenger_passes_every_check_across_sigkills_and_bursts(
+    home: Path,
+) -> None:
+    """The server dies mid-canary (SIGKILL: no flush, no goodbye), at 50% and again at 100%;
+    each new process meets a burst of the requests queued meanwhile on a cold server. With
+    ``--max-failures 1`` one failed check would roll back: a twin of the champion must pass
+    every one."""
+    started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps", "50,100",
+                               "--interval", "4s", "--max-failures", "1")
+    assert started.code == 0, started.stderr
+    rows = make_churn(600, seed=35).drop(columns="churned")
+    burst: list[tuple[int, str, str]] = []
+    answered: list[tuple[int, str, str]] = []
+
+    def until(done: Callable[[], bool]) -> Deployment:
+        """Serve with a burst first, then steady traffic, until ``done``; then SIGKILL."""
+        with running_server(home, ["churn"], **ENV) as server:
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:  # the queue, at once
+                burst.extend(pool.map(
+                    lambda i: send(server.url, rows.iloc[[i]], key=f"q{i}"), range(len(rows))))
+            with traffic(server.url) as load:
+                deployment = wait_for(home, done)
+                children = child_pids(server.proc.pid)
+                server.proc.kill()
+                server.proc.wait(timeout=10)
+            answered.extend(a for a in load.answers if a[0] != 0)  # 0: sent to a dead server
+        for pid in children:  # the kernel ends them with the server (parent-death signal)
+            wait_gone(pid)
+        return deployment
+
+    until(lambda: Counter(v for _, v, _ in burst)["challenger"] > 0)  # at 50%, unchecked
+    until(lambda: any(e["kind"] == "step" for e in events(home)))  # at 100%, unchecked
+    final = until(lambda: deployment_of(home).status in {"promoted", "rolled_back"})
+    assert {status for status, _, _ in burst + answered} == {200}
+    trail = events(home)
+    assert final.status == "promoted", [(e["kind"], e["cause"]) for e in trail]
+    assert [e["kind"] for e in trail] == ["deploy", "step", "promote"]
+    fast = [g for e in trail[1:] for g in e["cause"]["gates"]  # type: ignore[index]
+            if g["gate"] == "fast"]
+    assert [g["passed"] for g in fast] == [True, True], fast
+
+
+def deployment_of(home: Path) -> Deployment:
+    with Store(Settings(home=home).store_uri) as store:
+        deployment = DeploymentLog(store).get("churn")
+    assert deployment is not None
+    return deployment
+
+
+def wait_for(home: Path, done: Callable[[], bool], timeout: float = 240) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return deployment_of(home)
+        time.sleep(0.5)
+    trail = [(e["kind"], e["cause"]) for e in events(home)]
+    raise AssertionError(f"the rollout did not get there in {timeout} s: {trail}")
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs of the processes whose parent is ``pid`` (Linux; none elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if niceness(stat)[0] == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def wait_gone(pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} outlived its server")
 
 
 def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None:
