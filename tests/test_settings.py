@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mlcanary.config import Settings
+from mlcanary.errors import InvalidInput
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,8 +36,73 @@ def test_registry_defaults_to_sqlite_under_home_unless_mlflow_uri_set(
 
 
 def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import ValidationError
-
     monkeypatch.setenv("MLCANARY_REFERENCE_ROWS", "ten")
-    with pytest.raises(ValidationError, match="reference_rows"):
+    with pytest.raises(InvalidInput, match=r"MLCANARY_REFERENCE_ROWS \(reference_rows in "
+                       r"mlcanary.toml\): expected an integer; got 'ten'"):
         Settings()
+
+
+def test_a_bad_toml_value_is_named_like_one_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlcanary.toml").write_text("window_rows = 3\n")
+    with pytest.raises(InvalidInput, match=r"MLCANARY_WINDOW_ROWS .* expected a number >= 10; "
+                       r"got 3"):
+        Settings()
+
+
+@pytest.mark.parametrize("name", ["admin_token", "inference_token", "alert_secret"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_secret_is_refused_not_an_empty_password(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"MLCANARY_{name.upper()}", value)
+    with pytest.raises(InvalidInput, match=f"MLCANARY_{name.upper()}.*non-empty secret"):
+        Settings()
+    assert getattr(Settings(**{name: "s3cret"}), name) == "s3cret"
+
+
+def mlcanary(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "MLCANARY_HOME": str(home), "COLUMNS": "200", **env}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "mlcanary", *args], capture_output=True,
+                          text=True, timeout=120, env=environment)
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("MLCANARY_MAX_BATCH_SIZE", "abc", "expected an integer; got 'abc'"),
+    ("MLCANARY_POLL_SECONDS", "-1", "expected a number >= 0.0; got '-1'"),
+    ("MLCANARY_LOG_SAMPLE_RATE", "2", "expected a number <= 1.0; got '2'"),
+    ("MLCANARY_ADMIN_TOKEN", "", "expected a non-empty secret"),
+    ("MLCANARY_INFERENCE_TOKEN", "", "expected a non-empty secret"),
+    ("MLCANARY_RUNTIME", "gpu", "expected 'auto', 'native', 'compiled', 'onnx' or 'jit'"),
+    ("MLCANARY_ACCESS_LOG", "maybe", "expected true or false; got 'maybe'"),
+])
+def test_serve_with_a_bad_setting_exits_2_naming_it(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    result = mlcanary(tmp_path / "home", "serve", "m", **{variable: value})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: setting {variable} (") and expected in line, line
+    assert "internal error" not in line and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "data.csv", "--target", "y"], ["models"], ["serve", "m"],
+    ["predict", "m", "data.csv"], ["feedback", "m", "labels.csv"], ["watch", "m", "--once"],
+    ["status", "m"], ["report", "m"], ["deploy", "m", "--challenger", "2"], ["promote", "m"],
+    ["rollback", "m"], ["pause", "m"], ["resume", "m"], ["events", "m"],
+    ["retrain", "m"],
+    ["backtest", "m", "data.csv"], ["demo"],
+])
+def test_every_command_refuses_a_bad_setting_with_exit_2(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "data.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "labels.csv").write_text("id,label\na,1\n")
+    args = [str(tmp_path / a) if a.endswith(".csv") else a for a in command]
+    result = mlcanary(tmp_path / "home", *args, MLCANARY_WINDOW_ROWS="many")
+    assert result.returncode == 2, result.stderr
+    assert "error: setting MLCANARY_WINDOW_ROWS" in result.stderr, result.stderr

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from mlcanary.errors import InvalidInput
 
 
 class Settings(BaseSettings):
@@ -131,6 +133,23 @@ class Settings(BaseSettings):
     drift_correction: Literal["bh", "bonferroni"] = "bh"
     """Multiple-testing correction across a window's column tests."""
 
+    def __init__(self, **values: Any) -> None:
+        """A bad value (flag, environment or ``mlcanary.toml``) is ``InvalidInput`` naming
+        the setting, what it expects and what came (the CLI's exit 2), not pydantic's report."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidInput(_one_line(exc)) from None
+
+    @field_validator("admin_token", "inference_token", "alert_secret")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        # An empty secret (one that did not render in a manifest) must not become an empty
+        # password that every "Bearer " header matches.
+        if value is not None and not value.strip():
+            raise ValueError("a non-empty secret (leave it unset to turn it off)")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -163,3 +182,29 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return (self.home / "reports").resolve()
+
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+_KINDS = {"int_parsing": "an integer", "int_from_float": "an integer",
+          "float_parsing": "a number", "bool_parsing": "true or false"}
+
+
+def _one_line(exc: ValidationError) -> str:
+    """``setting MLCANARY_MAX_BATCH_SIZE (max_batch_size in mlcanary.toml): expected an
+    integer; got 'abc'``: one clause per bad setting."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        kind, ctx = err["type"], err.get("ctx", {})
+        if kind in _BOUNDS:
+            key, sign = _BOUNDS[kind]
+            expected = f"a number {sign} {ctx[key]}"
+        elif kind in _KINDS:
+            expected = _KINDS[kind]
+        else:
+            expected = str(err["msg"]).removeprefix("Value error, ").removeprefix(
+                "expected ").removeprefix("Input should be ")
+        lines.append(f"setting MLCANARY_{field.upper()} ({field} in mlcanary.toml): "
+                     f"expected {expected}; got {err.get('input')!r}")
+    return "; ".join(lines)

@@ -1,7 +1,7 @@
 """One error hierarchy for the core; each interface maps it to its own codes.
 
 The CLI turns every ``MlcanaryError`` into one line on stderr and exit code 2;
-the HTTP layer maps ``InvalidInput`` to 400 and ``NotFound`` to 404.
+the HTTP layer maps them to status codes at its edge (``serve/app.py`` ``STATUS``).
 Messages follow one formula: what was wrong, where, what is allowed, what came.
 """
 
@@ -16,6 +16,11 @@ class InvalidInput(MlcanaryError):
 
 class NotFound(MlcanaryError):
     """A model, version or file that does not exist."""
+
+
+class Conflict(InvalidInput):
+    """State changed since it was read (someone else acted first), or the action does
+    not fit the state it meets (HTTP 409)."""
 
 
 class PayloadTooLarge(InvalidInput):

@@ -10,9 +10,9 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.control import actions
-from mlcanary.control.deployments import Conflict, DeploymentLog
+from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.status import status_document
-from mlcanary.errors import InvalidInput, NotFound
+from mlcanary.errors import Conflict, InvalidInput, NotFound
 from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
 from tests.monitor.databases import DATABASES, store_url

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 from sqlalchemy import text
 
 from mlcanary.config import Settings
@@ -254,5 +253,5 @@ def test_settings_default_to_a_sqlite_file_under_home_and_check_the_log_knobs(
     monkeypatch.setenv("MLCANARY_STORE_URL", "postgresql://u@h/db")
     assert Settings().store_uri == "postgresql://u@h/db"
     monkeypatch.setenv("MLCANARY_LOG_SAMPLE_RATE", "1.5")
-    with pytest.raises(ValidationError, match="log_sample_rate"):
+    with pytest.raises(InvalidInput, match="log_sample_rate"):
         Settings()

@@ -270,6 +270,23 @@ def test_each_bad_request_gets_its_status_and_a_message(server: Server) -> None:
         assert message in doc["error"], (label, doc["error"])
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/v2/models/churn/infer", {"POST"}),
+    ("DELETE", "/v2/models/churn", {"GET", "HEAD"}),
+    ("PUT", "/v2/health/ready", {"GET", "HEAD"}),
+])
+def test_a_wrong_method_is_405_with_the_allowed_ones(
+    server: Server, method: str, path: str, allowed: set[str]
+) -> None:
+    request = urllib.request.Request(f"{server.url}{path}", method=method)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 405
+    assert {m.strip() for m in caught.value.headers["Allow"].split(",")} == allowed
+    assert json.loads(caught.value.read()) == {
+        "error": f"method {method}: not allowed on '{path}'"}
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

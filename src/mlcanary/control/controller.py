@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.control import actions
-from mlcanary.control.deployments import Conflict, Deployment, DeploymentLog, Event
+from mlcanary.control.deployments import Deployment, DeploymentLog, Event
 from mlcanary.control.gates import (
     MIN_REQUESTS,
     GateResult,
@@ -51,6 +51,7 @@ from mlcanary.control.sequential import (
     outcomes,
     update_strata,
 )
+from mlcanary.errors import Conflict
 from mlcanary.monitor.records import TS_COLUMN
 from mlcanary.monitor.signals import SignalLog
 from mlcanary.monitor.store import Store

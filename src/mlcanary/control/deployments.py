@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import select, update
 
-from mlcanary.errors import InvalidInput
+from mlcanary.errors import Conflict
 from mlcanary.monitor.schema import deployments, events, policy_firings
 from mlcanary.monitor.store import Store
 
@@ -107,10 +107,6 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Conflict(InvalidInput):
-    """The deployment changed since it was read: someone else acted first."""
 
 
 class DeploymentLog:

@@ -33,10 +33,10 @@ from starlette.routing import Route
 
 from mlcanary import __version__
 from mlcanary.config import Settings
-from mlcanary.control.deployments import Conflict
 from mlcanary.control.policies import policy_rules
 from mlcanary.control.status import status_document
 from mlcanary.errors import (
+    Conflict,
     InvalidInput,
     MlcanaryError,
     NotFound,
@@ -653,9 +653,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return error_response(f"route '{request.url.path}': not found", 404)
+    response = error_response(str(exc.detail), exc.status_code)
     if exc.status_code == 405:
-        return error_response(f"method {request.method}: not allowed on '{request.url.path}'", 405)
-    return error_response(str(exc.detail), exc.status_code)
+        response = error_response(
+            f"method {request.method}: not allowed on '{request.url.path}'", 405)
+    response.headers.update(exc.headers or {})  # 405 carries Allow (RFC 9110)
+    return response
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
