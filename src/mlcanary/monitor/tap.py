@@ -8,8 +8,10 @@ A writer thread takes what has queued every ``flush_seconds``, or sooner once
 
 Memory is bounded: ``capacity`` counts records queued and records being written. Past
 it (database slow or down) ``put`` drops the record and counts the drop, per model;
-nothing blocks. A failed write keeps its records and is retried on the next tick, so a
-database outage shorter than the buffer loses nothing. ``close`` writes what is left.
+nothing blocks. A failed write keeps its records and is retried with exponential backoff
+(``RETRY_FIRST_SECONDS``, doubling, at most ``flush_seconds`` apart), so a blip costs a
+fraction of a second, an outage is not hammered, and one shorter than the buffer loses
+nothing. ``close`` writes what is left.
 
 Loss bound: a record is written at most ``flush_seconds`` (plus one write) after
 ``put``; a killed process loses at most that much, a clean shutdown nothing.
@@ -32,6 +34,9 @@ Writer = Callable[[Sequence[PredictionRecord]], object]
 """Writes one batch, all or nothing, or raises (``Store.write_predictions``)."""
 
 _HASH_SPACE = float(2**64)
+
+RETRY_FIRST_SECONDS = 0.05
+"""The wait before the first retry of a failed write; each further failure doubles it."""
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -147,13 +152,19 @@ class PredictionTap:
             )
 
     def _run(self) -> None:
+        backoff = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            if not self.flush():  # database down: wait a full tick, however full the queue
-                self._stop.wait(self.flush_seconds)
+            if not backoff:  # healthy: wait for a tick or a full batch
+                self._wake.wait(self.flush_seconds)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+            if self.flush():
+                backoff = 0.0
+                continue
+            # failing: back off before the next try, however full the queue
+            backoff = min(self.flush_seconds, max(RETRY_FIRST_SECONDS, 2 * backoff))
+            self._stop.wait(backoff)
 
     def _take(self, n: int) -> list[PredictionRecord]:
         return [self._queue.popleft() for _ in range(n)]
@@ -185,8 +196,8 @@ class PredictionTap:
             return
         self._last_complaint = now
         log.error(
-            "prediction log: a write of %d record(s) failed (%s: %s); kept, retrying every "
-            "%.1f s while the buffer has room (%d held, capacity %d)",
+            "prediction log: a write of %d record(s) failed (%s: %s); kept, retrying with "
+            "backoff up to every %.1f s while the buffer has room (%d held, capacity %d)",
             records,
             type(exc).__name__,
             exc,
