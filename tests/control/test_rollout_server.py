@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -31,6 +32,7 @@ from tests.conftest import cli_runner
 from tests.control.faults import Faulty
 from tests.serve.conftest import niceness, running_server, watch_children
 from tests.serve.test_swap import request_body
+from tests.waiting import wait_until
 
 ENV = {
     "MLCANARY_POLL_SECONDS": "0.5",
@@ -73,24 +75,48 @@ def home(template: Path, tmp_path: Path) -> Path:
     return target
 
 
+Answer = tuple[int, str, str]
+"""(status, variant, version) of one request."""
+
+
 @dataclass
 class Traffic:
-    """Clients sending one-row requests until stopped; every answer is kept."""
+    """Clients sending one-row requests until stopped; every answer is kept, with the
+    time its request was sent."""
 
     url: str
     rows: pd.DataFrame
-    answers: list[tuple[int, str, str]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     heavy_key: str | None = None
     """The first client sends every request under this one key (a heavy hitter)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, client: int = 0) -> None:
         i = client * len(self.rows) // 3  # clients replay different rows: windows stay iid
         while not self.stop.is_set():
             row = self.rows.iloc[[i % len(self.rows)]]
             key = self.heavy_key if client == 0 and self.heavy_key else uuid.uuid4().hex
-            self.answers.append(send(self.url, row, key=key))
+            at = time.monotonic()
+            answer = send(self.url, row, key=key)
+            with self.lock:
+                self.answers.append(answer)
+                self.sent.append(at)
             i += 1
+
+    def sent_after(self, moment: float) -> list[Answer]:
+        with self.lock:
+            return [a for a, at in zip(self.answers, self.sent, strict=True) if at > moment]
+
+    def settled(self, ok: Callable[[Answer], bool], what: str, count: int = 20) -> list[Answer]:
+        """Wait until the last answers all pass ``ok`` (the servers have followed), then
+        return ``count`` or more answers to requests sent after that moment."""
+        wait_until(lambda: len(self.answers) >= 10 and all(map(ok, self.answers[-10:])),
+                   what=what)
+        moment = time.monotonic()
+        return wait_until(lambda: (later := self.sent_after(moment)) and len(later) >= count
+                          and later, what=f"{count} answers after {what}")
 
 
 def send(url: str, rows: pd.DataFrame, key: str,
@@ -151,14 +177,12 @@ def test_an_inverted_challenger_is_rolled_back_and_no_request_fails(home: Path) 
                                    "--interval", "4s", "--max-failures", "2")
         assert started.code == 0, started.stderr
         wait_for_status(home, "rolled_back")
-        time.sleep(1.5)  # servers follow within one poll
-        after = len(load.answers)
-        time.sleep(1.5)
+        later = load.settled(lambda a: a[1] == "champion", "the servers to follow the rollback")
     statuses = Counter(status for status, _, _ in load.answers)
     assert set(statuses) == {200}, statuses
     variants = Counter(variant for _, variant, _ in load.answers)
     assert variants["challenger"] > 0
-    assert {v for _, v, _ in load.answers[after:]} == {"champion"}
+    assert {v for _, v, _ in later} == {"champion"}
     kinds = [(e["kind"], e["actor"]) for e in events(home)]
     assert kinds[0] == ("deploy", "user") and kinds[-1] == ("rollback", "policy:rollout")
     assert sum(kind == "check_failed" for kind, _ in kinds) <= 1  # max_failures = 2
@@ -185,9 +209,7 @@ def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
                                    "50,100", "--interval", "4s", "--max-failures", "2")
         assert started.code == 0, started.stderr
         rolled_back = wait_for_status(home, "rolled_back")
-        time.sleep(2.5)  # servers follow within one poll
-        after = len(load.answers)
-        time.sleep(2.0)
+        later = load.settled(lambda a: a[2] == "1", "the servers to follow the rollback")
     assert rolled_back.champion == 1
     trail = events(home)
     checks = [e for e in trail if e["kind"] in ("check_failed", "rollback")]
@@ -198,8 +220,8 @@ def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
     # The champion never failed a request; after the rollback nothing fails at all.
     champion = [status for status, variant, _ in load.answers if variant == "champion"]
     assert set(champion) == {200}
-    assert {status for status, _, _ in load.answers[after:]} == {200}
-    assert {version for _, _, version in load.answers[after:]} == {"1"}
+    assert {status for status, _, _ in later} == {200}
+    assert {version for _, _, version in later} == {"1"}
 
 
 def test_a_heavy_hitter_key_skews_the_split_and_the_rollout_pauses_unpromoted(
@@ -230,21 +252,17 @@ def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> Non
         started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps",
                                    "20,50,100", "--interval", "4s")
         assert started.code == 0, started.stderr
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not any(e["kind"] == "step" for e in events(home)):
-            time.sleep(0.5)
+        wait_for(home, lambda: any(e["kind"] == "step" for e in events(home)))
         load.stop.set()
     steps_before = [e for e in events(home) if e["kind"] == "step"]
     assert len(steps_before) >= 1, [(e["kind"], e["cause"]) for e in events(home)]
     # A new process over the same store resumes where the store says: no step lost or redone.
     with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
         promoted = wait_for_status(home, "promoted")
-        time.sleep(1.5)
-        after = len(load.answers)
-        time.sleep(1.5)
+        later = load.settled(lambda a: a[2] == "3", "the servers to follow the promotion")
     assert promoted.champion == 1 and promoted.challenger == 3
     assert {status for status, _, _ in load.answers} == {200}
-    assert {version for _, _, version in load.answers[after:]} == {"3"}
+    assert {version for _, _, version in later} == {"3"}
     steps = [e["after"]["weights"]["challenger"] for e in events(home)  # type: ignore[index]
              if e["kind"] == "step"]
     assert steps == [50.0, 100.0]  # from 20: each step once, across the restart
@@ -310,6 +328,18 @@ def wait_for(home: Path, done: Callable[[], bool], timeout: float = 240) -> Depl
     raise AssertionError(f"the rollout did not get there in {timeout} s: {trail}")
 
 
+def loaded(url: str, version: int) -> bool:
+    """Whether the server at ``url`` has ``version`` loaded (its V2 ready answers 200); it
+    learns the deployment in the same poll, before it loads the challenger."""
+    try:
+        with urllib.request.urlopen(
+            f"{url}/v2/models/churn/versions/{version}/ready", timeout=10
+        ) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False
+
+
 def child_pids(pid: int) -> list[int]:
     """PIDs of the processes whose parent is ``pid`` (Linux; none elsewhere)."""
     found = []
@@ -341,7 +371,8 @@ def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None
     with running_server(home, ["churn"], **ENV) as one, running_server(
         home, ["churn"], **ENV
     ) as two:
-        time.sleep(3)  # both have loaded the challenger
+        for server in (one, two):
+            wait_until(lambda url=server.url: loaded(url, 3), what="the challenger to load")
         keys = [f"customer-{i}" for i in range(40)]
         first = {k: send(one.url, rows.iloc[[0]], k)[1] for k in keys}
         again = {k: send(two.url, rows.iloc[[1]], k)[1] for k in keys}
@@ -357,7 +388,7 @@ def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: P
     frame = make_churn(120, seed=34)
     ids = []
     with running_server(home, ["churn"], **ENV) as server:
-        time.sleep(2)  # the challenger is loaded
+        wait_until(lambda: loaded(server.url, 2), what="the challenger to load")
         for i in range(len(frame)):
             status, variant, version = send(server.url, frame.drop(columns="churned").iloc[[i]],
                                             key=f"k{i}", request_id=f"req-{i}")
@@ -370,11 +401,15 @@ def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: P
             {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as resp:
             assert resp.status == 200
-        time.sleep(1.5)  # shadow copies and the log are written
-    result = cli_runner(home)("status", "churn", "--json")
-    assert result.code == 0, result.stderr
-    shadow = json.loads(result.stdout)["rollout"]["shadow"]
-    assert shadow["pairs"] == len(frame)
+
+        def reported() -> dict[str, Any] | None:
+            result = cli_runner(home)("status", "churn", "--json")
+            assert result.code == 0, result.stderr
+            shadow: dict[str, Any] = json.loads(result.stdout)["rollout"]["shadow"]
+            written = shadow["pairs"] == len(frame) and shadow["labelled"]["rows"] == len(frame)
+            return shadow if written else None
+
+        shadow = wait_until(reported, poll=0.5, what="the shadow copies and labels to be written")
     agreement = shadow["agreement"]
     assert agreement["ci_low"] <= agreement["rate"] <= agreement["ci_high"]
     assert agreement["ci_high"] < 0.5  # inverted labels: the two mostly disagree

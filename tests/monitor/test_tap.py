@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap, sampled
 from tests.monitor.test_store import record
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -21,12 +22,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_close_writes_everything_still_buffered(store: Store) -> None:
@@ -44,7 +39,7 @@ def test_the_writer_flushes_every_interval_without_being_asked(store: Store) -> 
     try:
         for i in range(50):
             tap.put(record(f"r{i}"))
-        wait_for(lambda: store.count("churn") == 50, timeout=30)
+        wait_until(lambda: store.count("churn") == 50, timeout=30)
     finally:
         tap.close()
 
@@ -55,7 +50,7 @@ def test_a_full_batch_is_written_before_the_interval(store: Store) -> None:
         for i in range(250):
             tap.put(record(f"r{i}"))
         # the interval is 600 s: only full batches can be written within this wait
-        wait_for(lambda: store.count("churn") >= 200, timeout=60)
+        wait_until(lambda: store.count("churn") >= 200, timeout=60)
     finally:
         tap.close()
 
@@ -81,12 +76,31 @@ def test_a_failed_write_keeps_its_records_and_is_retried(store: Store, tmp_path:
     try:
         for i in range(40):
             tap.put(record(f"r{i}"))
-        wait_for(lambda: tap.failures >= 2)
+        wait_until(lambda: tap.failures >= 2)
         assert tap.written["churn"] == 0 and tap.depth == 40  # kept, not lost
         assert tap.flush() is False
         blocker.execute("ROLLBACK")
-        wait_for(lambda: tap.written["churn"] == 40)
+        wait_until(lambda: tap.written["churn"] == 40)
         assert store.count("churn") == 40 and tap.depth == 0
+    finally:
+        blocker.close()
+        tap.close()
+
+
+def test_a_failed_write_is_retried_soon_not_after_a_whole_interval(
+    store: Store, tmp_path: Path
+) -> None:
+    blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    tap = PredictionTap(store.write_predictions, flush_seconds=600, batch_size=10).start()
+    try:
+        for i in range(10):
+            tap.put(record(f"r{i}"))  # a full batch wakes the writer; its write fails
+        wait_until(lambda: tap.failures >= 1)
+        blocker.execute("ROLLBACK")
+        # the interval is 600 s: only a retry with backoff can write within this wait
+        wait_until(lambda: tap.written["churn"] == 10, timeout=60)
+        assert tap.failures < 20  # backed off, not spinning
     finally:
         blocker.close()
         tap.close()
@@ -99,7 +113,7 @@ def test_put_never_blocks_while_the_writer_is_stuck(store: Store, tmp_path: Path
     tap = PredictionTap(slow.write_predictions, capacity=5_000, flush_seconds=0.01).start()
     try:
         tap.put(record("first"))
-        wait_for(lambda: tap.depth == 1 and not tap._queue)  # taken: the writer is waiting
+        wait_until(lambda: tap.depth == 1 and not tap._queue)  # taken: the writer is waiting
         records = [record(f"r{i}") for i in range(10_000)]
         start = time.perf_counter()
         accepted = sum(tap.put(r) for r in records)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from mlcanary.demo import make_churn
 from tests.conftest import cli_runner
 from tests.serve.conftest import registered_churn, running_server
 from tests.serve.test_prediction_log import feedback, infer
+from tests.waiting import wait_until
 
 ENV = {
     "MLCANARY_LOG_FLUSH_SECONDS": "0.2",
@@ -32,14 +31,6 @@ def get(url: str) -> Any:
         return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError("the monitor did not produce the expected signal in time")
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +52,12 @@ def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> 
         url = running.url
         clean = make_churn(400, seed=22)
         ids = send(url, clean.drop(columns="churned"))
-        first = wait_for(lambda: get(f"{url}/monitor/churn")["windows"])
+        first = wait_until(lambda: get(f"{url}/monitor/churn")["windows"])
         assert first[0]["rows"] == 400 and first[0]["dataset_drift"] is False
         shifted = make_churn(400, seed=23).drop(columns="churned")
         shifted["monthly_charges"] = shifted["monthly_charges"] * 2
         send(url, shifted)
-        windows = wait_for(
+        windows = wait_until(
             lambda: [w for w in get(f"{url}/monitor/churn?last=5")["windows"] if w["dataset_drift"]]
         )
         assert "monthly_charges" in windows[0]["drifted_columns"]
@@ -82,13 +73,13 @@ def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> 
             at += n
         status, result = feedback(url, items)
         assert status == 200 and result["matched"] == len(ids)
-        document = wait_for(lambda: get(f"{url}/monitor/churn")["performance"] and
+        document = wait_until(lambda: get(f"{url}/monitor/churn")["performance"] and
                             get(f"{url}/monitor/churn"))
         performance = document["performance"]
         assert performance["metric"] == "accuracy" and performance["n"] == 400
         assert performance["ci_low"] <= performance["value"] <= performance["ci_high"]
         # Gauges come from the store, read at most every 5 s.
-        wait_for(lambda: 'mlcanary_performance_degraded{model="churn"'
+        wait_until(lambda: 'mlcanary_performance_degraded{model="churn"'
                  in get(f"{url}/metrics").decode())
 
         # The CLI reads the same store: tables, and one JSON document.
@@ -133,7 +124,7 @@ def test_records_dropped_by_a_full_buffer_are_counted_in_status(home: Path) -> N
         send(running.url, rows, per_request=1)  # one fits in the buffer until the flush
         metrics = get(f"{running.url}/metrics").decode()
         assert 'mlcanary_prediction_log_dropped_total{model="churn"} 9.0' in metrics
-        document = wait_for(
+        document = wait_until(
             lambda: (d := json.loads(cli_runner(home)("status", "churn", "--json").stdout))
             and d["predictions_dropped"] == 9 and d
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pandas as pd
 from mlcanary.config import Settings
 from mlcanary.registry.versions import ModelRegistry
 from tests.serve.conftest import registered_churn, running_server
+from tests.waiting import wait_until
 
 CLIENTS = 4
 SWAP_TIMEOUT = 60.0
@@ -51,8 +51,9 @@ def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -
             except urllib.error.HTTPError as exc:
                 outcomes[index].append((exc.code, ""))
 
-    def seen(version: str) -> bool:
-        return any(v == version for results in outcomes for _, v in results[-20:])
+    def everyone_on(version: int) -> bool:
+        """Every client has had a few answers from ``version``."""
+        return all(sum(v == str(version) for _, v in results[-20:]) >= 3 for results in outcomes)
 
     with running_server(home, ["churn"], MLCANARY_POLL_SECONDS="0.2") as running:
         url = running.url
@@ -61,12 +62,11 @@ def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -
             thread.start()
         try:
             for version in (2, 3):
-                time.sleep(0.5)
+                wait_until(lambda v=version - 1: everyone_on(v), SWAP_TIMEOUT,
+                           what=f"every client to be answered by version {version - 1}")
                 registry.set_alias("churn", "champion", version)
-                deadline = time.monotonic() + SWAP_TIMEOUT
-                while not seen(str(version)) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            time.sleep(0.5)
+            wait_until(lambda: everyone_on(3), SWAP_TIMEOUT,
+                       what="every client to be answered by version 3")
         finally:
             stop.set()
             for thread in threads:
