@@ -118,7 +118,7 @@ def _bootstrap_median(values: list[float], draws: int = 10_000) -> tuple[float, 
 
 def _logged(tmp: Path) -> int:
     """Predictions in the store: the log did keep up (a drop-everything log is not cheap)."""
-    code = ("from mlcanary.monitor.store import Store; from mlcanary.config import Settings; "
+    code = ("from mlcanary.store.database import Store; from mlcanary.config import Settings; "
             f"s = Store.from_settings(Settings(home='{tmp / 'home'}')).open(); "
             "print(s.count('bench'))")
     return int(run([str(BIN / "python"), "-c", code]).strip())

@@ -233,8 +233,8 @@ def feedback(
     replaces it. Nothing is written if any record is wrong.
     """
     from mlcanary.config import Settings
-    from mlcanary.monitor.feedback import items_from_frame
-    from mlcanary.monitor.store import Store
+    from mlcanary.store.database import Store
+    from mlcanary.store.feedback import items_from_frame
     from mlcanary.train.data import read_table
 
     frame = read_table(data, text_columns=("id",))
@@ -315,8 +315,8 @@ def status(
     """Drift per window, the tests that fired, and performance against the CV baseline."""
     from mlcanary.config import Settings
     from mlcanary.control.status import status_document, status_renderable
-    from mlcanary.monitor.store import Store
     from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.store.database import Store
 
     settings = Settings()
     ModelRegistry(settings).version(name, "champion")
@@ -341,8 +341,8 @@ def report(
     current distribution per column, the tests and effect sizes of the latest window."""
     from mlcanary.config import Settings
     from mlcanary.monitor.report import render_drift_report
-    from mlcanary.monitor.store import Store
     from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.store.database import Store
 
     settings = Settings()
     registry = ModelRegistry(settings)
@@ -358,9 +358,9 @@ def report(
 
 def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
     """A running or finished shadow rollout's comparison, for the report."""
-    from mlcanary.control.deployments import DeploymentLog
     from mlcanary.control.shadow import difference_figure, shadow_pairs, shadow_summary
     from mlcanary.control.status import shadow_line
+    from mlcanary.store.deployments import DeploymentLog
 
     deployment = DeploymentLog(store).get(name)
     if deployment is None or deployment.strategy != "shadow":
@@ -381,9 +381,9 @@ def _check_policies(settings: Any) -> None:
 
 def _rollouts() -> tuple[Any, Any, Any]:
     from mlcanary.config import Settings
-    from mlcanary.control.deployments import DeploymentLog
-    from mlcanary.monitor.store import Store
     from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.store.database import Store
+    from mlcanary.store.deployments import DeploymentLog
 
     settings = Settings()
     store = Store.from_settings(settings).open()
@@ -586,10 +586,10 @@ def retrain(
 ) -> None:
     """Retrain now: source data + labelled log -> challenger -> the configured rollout."""
     from mlcanary.config import Settings
-    from mlcanary.control.deployments import Event
     from mlcanary.control.policies import load_policy_file
     from mlcanary.control.retrain import Trigger, run_and_record
     from mlcanary.progress import Steps
+    from mlcanary.store.deployments import Event
 
     settings = Settings()
     if settings.policy_file is None:

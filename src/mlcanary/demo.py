@@ -161,7 +161,7 @@ def run_demo(settings: Settings, out: Console, err: Console) -> None:
         failed = client.failed
 
     out.print(Rule("9. where things stand"))
-    from mlcanary.monitor.store import Store
+    from mlcanary.store.database import Store
 
     registry = ModelRegistry(demo)
     with Store.from_settings(demo) as store:
@@ -246,7 +246,7 @@ def _explain(settings: Settings, out: Console) -> None:
     """What the monitor and the rollout say when a step of the story did not come."""
     from mlcanary.control.policies import policy_rules
     from mlcanary.control.status import status_document, status_renderable
-    from mlcanary.monitor.store import Store
+    from mlcanary.store.database import Store
 
     with Store.from_settings(settings) as store:
         document = status_document(store, DEMO_NAME, last=3, policies=policy_rules(settings))
@@ -275,9 +275,9 @@ def _train_broken(settings: Settings, err: Console) -> int:
 
 def _deploy(settings: Settings, version: int) -> None:
     from mlcanary.control import actions
-    from mlcanary.control.deployments import DeploymentLog
-    from mlcanary.monitor.store import Store
     from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.store.database import Store
+    from mlcanary.store.deployments import DeploymentLog
 
     with Store.from_settings(settings) as store:
         actions.deploy(ModelRegistry(settings), DeploymentLog(store), DEMO_NAME,

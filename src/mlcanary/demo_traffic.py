@@ -28,9 +28,9 @@ import pandas as pd
 from rich.console import Console
 
 from mlcanary.config import Settings
-from mlcanary.control.deployments import DeploymentLog, Event
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog, Event
+from mlcanary.store.signals import Signal, SignalLog
 
 
 def free_port() -> int:

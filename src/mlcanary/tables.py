@@ -11,7 +11,7 @@ from mlcanary.types import METRIC_NAMES
 
 def metrics_table(result: Any) -> Table:
     """Model (mean ± std over folds) beside the linear model and the baseline."""
-    from mlcanary.train.metrics import LOWER_IS_BETTER
+    from mlcanary.types import LOWER_IS_BETTER
 
     table = Table(title=f"{result.spec.model_name}: {result.plan} cross-validation")
     for column in ("metric", f"{result.spec.model} (mean ± std)", "linear", "baseline"):

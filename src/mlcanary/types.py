@@ -28,6 +28,14 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 METRIC_NAMES = CLASSIFICATION_METRICS + REGRESSION_METRICS
 """Metric names, as scikit-learn's scorers call them, in the order tables show them."""
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+"""The metrics where a smaller value is a better model (errors and losses)."""
 
 MODEL_FAMILIES: tuple[ModelFamily, ...] = ("lightgbm", "logistic", "random-forest")
 TASKS: tuple[Task, ...] = ("classification", "regression")
+
+PREDICTION_COLUMN = "__prediction__"
+SCORE_PREFIX = "__score__"
+TARGET_COLUMN = "__target__"
+"""Columns a logged or profiled frame carries beside the inputs: the answer, each class's
+score (``__score__<class>``) and the label."""

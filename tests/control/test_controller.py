@@ -14,14 +14,15 @@ import pytest
 from mlcanary.config import Settings
 from mlcanary.control import actions
 from mlcanary.control.controller import Check, Controller
-from mlcanary.control.deployments import Deployment, DeploymentLog
 from mlcanary.demo import make_churn
-from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.store import Store
-from mlcanary.monitor.traffic import TrafficCounter, TrafficLog
+from mlcanary.monitor.traffic import TrafficCounter
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import columns_from_frame
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import Deployment, DeploymentLog
+from mlcanary.store.records import PredictionRecord
+from mlcanary.store.traffic import TrafficLog
 from tests.serve.conftest import registered_churn
 
 SETTLE = 1.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlcanary.control.gates import drift_gate
-from mlcanary.monitor.signals import Signal
+from mlcanary.store.signals import Signal
 
 
 def windows(variant: str, flags: list[bool]) -> list[Signal]:

@@ -11,10 +11,10 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.control import actions
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.history import serving_at
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
 from tests.conftest import cli_runner
 from tests.serve.conftest import registered_churn
 

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -26,8 +25,9 @@ from mlcanary.control.policies import (
 )
 from mlcanary.control.status import status_document, status_renderable
 from mlcanary.errors import InvalidInput
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
+from mlcanary.store.signals import Signal, SignalLog
 from tests.monitor.databases import DATABASES, store_url
 
 SECRET = "hook-secret"

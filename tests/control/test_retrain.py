@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 
 from mlcanary.config import Settings
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import AlertSink, PolicyRunner, load_policy_file
 from mlcanary.control.retrain import RetrainWorker
 from mlcanary.demo import make_churn
-from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.signature import Signature
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
+from mlcanary.store.records import PredictionRecord
+from mlcanary.store.signals import Signal, SignalLog
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.schema import is_identifier

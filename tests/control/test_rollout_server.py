@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 
 from mlcanary.config import Settings
-from mlcanary.control.deployments import Deployment, DeploymentLog
 from mlcanary.control.gates import DIVERGENCE_PSI
 from mlcanary.demo import make_churn
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import Deployment, DeploymentLog
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap, sampled
-from tests.monitor.test_store import record
+from mlcanary.store.database import Store
+from tests.store.test_database import record
 from tests.waiting import wait_until
 
 

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from mlcanary.demo import make_churn
-from mlcanary.monitor.store import Store
 from mlcanary.registry.profile import TARGET_COLUMN
+from mlcanary.store.database import Store
 from tests.conftest import cli_runner
 from tests.monitor.databases import DATABASES, store_url
 from tests.serve.conftest import Running, registered_churn, running_server

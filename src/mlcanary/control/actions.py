@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlcanary.control.assignment import validate_weights
-from mlcanary.control.deployments import (
+from mlcanary.errors import InvalidInput, NotFound
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.deployments import (
     STRATEGIES,
     Deployment,
     DeploymentLog,
     Event,
 )
-from mlcanary.errors import InvalidInput, NotFound
-from mlcanary.registry.versions import ModelRegistry
 
 
 def deploy(
@@ -219,7 +219,7 @@ def _brief(deployment: Deployment) -> dict[str, Any]:
 
 def validate_steps(steps: Sequence[float] | None) -> tuple[float, ...]:
     """Canary weights: increasing percentages ending at 100 (the default ramp for None)."""
-    from mlcanary.control.deployments import DEFAULT_STEPS
+    from mlcanary.store.deployments import DEFAULT_STEPS
 
     ramp = tuple(float(s) for s in (steps if steps is not None else DEFAULT_STEPS))
     if not ramp or any(not 0 < s <= 100 for s in ramp) or list(ramp) != sorted(set(ramp)):

@@ -31,14 +31,14 @@ import numpy as np
 from mlcanary.config import Settings
 from mlcanary.control.assignment import assign
 from mlcanary.control.controller import Controller
-from mlcanary.control.deployments import Deployment, DeploymentLog, Event
 from mlcanary.control.sequential import SequentialState
 from mlcanary.monitor.decision import DriftSettings
-from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.store import Store
-from mlcanary.monitor.traffic import Counts, TrafficLog
 from mlcanary.monitor.watch import Monitor, VersionFacts, WindowPlan
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import Deployment, DeploymentLog, Event
+from mlcanary.store.records import PredictionRecord
+from mlcanary.store.traffic import Counts, TrafficLog
 
 Rollout = Literal["canary", "ab"]
 START = 1_700_000_000.0

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.control import actions
-from mlcanary.control.deployments import Deployment, DeploymentLog, Event
 from mlcanary.control.gates import (
     MIN_REQUESTS,
     GateResult,
@@ -52,14 +51,15 @@ from mlcanary.control.sequential import (
     update_strata,
 )
 from mlcanary.errors import Conflict
-from mlcanary.monitor.records import TS_COLUMN
-from mlcanary.monitor.signals import SignalLog
-from mlcanary.monitor.store import Store
-from mlcanary.monitor.traffic import Counts, TrafficLog
 from mlcanary.monitor.watch import load_facts
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.signature import Signature
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import Deployment, DeploymentLog, Event
+from mlcanary.store.records import TS_COLUMN
+from mlcanary.store.signals import SignalLog
+from mlcanary.store.traffic import Counts, TrafficLog
 
 log = logging.getLogger(__name__)
 

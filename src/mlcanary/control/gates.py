@@ -31,10 +31,10 @@ import pandas as pd
 
 from mlcanary.control.srm import srm_test
 from mlcanary.monitor.detectors import NumericReference, numeric_tests
-from mlcanary.monitor.signals import Signal
-from mlcanary.monitor.traffic import Counts
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX
 from mlcanary.signature import Signature
+from mlcanary.store.signals import Signal
+from mlcanary.store.traffic import Counts
 
 MIN_REQUESTS = 20
 """Requests per variant an interval needs before the fast gate judges it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlcanary.control.deployments import Event
+from mlcanary.store.deployments import Event
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from typing import Literal
 
 from mlcanary.config import Settings
 from mlcanary.control.controller import Check, Controller
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import AlertSink, PolicyRunner, load_policy_file
 from mlcanary.control.retrain import RetrainWorker
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
 from mlcanary.monitor.watch import Monitor, monitor_from_settings
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
+from mlcanary.store.signals import Signal, SignalLog
 
 log = logging.getLogger(__name__)
 

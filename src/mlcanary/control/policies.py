@@ -48,11 +48,11 @@ from typing import Any, Literal
 
 import orjson
 
-from mlcanary.control.deployments import DeploymentLog, Event
 from mlcanary.control.retrain import RetrainPlan, RetrainWorker, Trigger, load_plans
 from mlcanary.errors import InvalidInput
-from mlcanary.monitor.signals import Kind, Signal, SignalLog
-from mlcanary.train.metrics import LOWER_IS_BETTER
+from mlcanary.store.deployments import DeploymentLog, Event
+from mlcanary.store.signals import Kind, Signal, SignalLog
+from mlcanary.types import LOWER_IS_BETTER
 
 METRICS = ("accuracy", "roc_auc", "f1", "rmse", "mae")
 """Metrics a performance signal reports (``monitor.performance``)."""

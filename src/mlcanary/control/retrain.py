@@ -39,12 +39,12 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.config import Settings
-from mlcanary.control.deployments import DeploymentLog, Event
 from mlcanary.errors import InvalidInput, MlcanaryError
-from mlcanary.monitor.store import Store
 from mlcanary.registry.profile import TARGET_COLUMN
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.signature import Signature
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog, Event
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcanary.monitor.store import Store
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+from mlcanary.store.database import Store
 
 SHADOW_SUFFIX = ":shadow"
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -16,12 +16,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.policies import Policy, policy_states
 from mlcanary.control.shadow import shadow_pairs, shadow_summary
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
-from mlcanary.monitor.traffic import TrafficLog
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
+from mlcanary.store.signals import Signal, SignalLog
+from mlcanary.store.traffic import TrafficLog
 
 
 def status_document(

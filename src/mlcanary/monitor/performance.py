@@ -19,8 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlcanary.train.metrics import LOWER_IS_BETTER
-from mlcanary.types import Task
+from mlcanary.types import LOWER_IS_BETTER, Task
 
 Metric = Literal["roc_auc", "accuracy", "f1", "rmse", "mae"]
 """Metric names as ``train.metrics`` spells them (``f1`` is macro-F1 beyond two classes)."""

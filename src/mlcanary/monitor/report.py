@@ -18,10 +18,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mlcanary.monitor.detectors import to_numbers
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
 from mlcanary.signature import Signature
+from mlcanary.store.database import Store
+from mlcanary.store.signals import Signal, SignalLog
 from mlcanary.train.report import CSS, PLOT_CONFIG
 
 TOP_CATEGORIES = 15

@@ -26,7 +26,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from mlcanary.monitor.records import PredictionRecord
+from mlcanary.store.records import PredictionRecord
 
 log = logging.getLogger(__name__)
 

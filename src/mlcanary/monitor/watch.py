@@ -34,13 +34,13 @@ import pandas as pd
 from mlcanary.config import Settings
 from mlcanary.monitor.decision import DriftSettings, Reference, analyse
 from mlcanary.monitor.performance import default_metric, metrics_for, window_performance
-from mlcanary.monitor.records import ID_COLUMN, VARIANT_COLUMN, VERSION_COLUMN
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
 from mlcanary.monitor.windows import after, cut
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
 from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
 from mlcanary.signature import Signature
+from mlcanary.store.database import Store
+from mlcanary.store.records import ID_COLUMN, VARIANT_COLUMN, VERSION_COLUMN
+from mlcanary.store.signals import Signal, SignalLog
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlcanary.monitor.records import ID_COLUMN, TS_COLUMN
+from mlcanary.store.records import ID_COLUMN, TS_COLUMN
 
 
 @dataclass(frozen=True)

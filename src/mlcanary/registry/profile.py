@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.signature import ColumnSpec, Signature
+from mlcanary.types import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+
+__all__ = ["PREDICTION_COLUMN", "SCORE_PREFIX", "TARGET_COLUMN", "build_profile"]
 
 QUANTILES = np.linspace(0.0, 1.0, 101)
 TOP_CATEGORIES = 100
-PREDICTION_COLUMN = "__prediction__"
-SCORE_PREFIX = "__score__"
-TARGET_COLUMN = "__target__"
 
 
 def build_profile(

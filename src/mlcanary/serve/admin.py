@@ -25,10 +25,10 @@ from starlette.routing import Route
 
 from mlcanary.config import Settings
 from mlcanary.control import actions
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.errors import InvalidInput, NotFound, Unauthorized, Unavailable
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
 
 Handler = Callable[[Request], Awaitable[Response]]
 Respond = Callable[..., Response]

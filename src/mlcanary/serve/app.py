@@ -45,11 +45,8 @@ from mlcanary.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from mlcanary.monitor.feedback import FeedbackResult, parse_feedback
-from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
-from mlcanary.monitor.traffic import WARMUP_SECONDS, TrafficCounter, TrafficLog
+from mlcanary.monitor.traffic import WARMUP_SECONDS, TrafficCounter
 from mlcanary.serve import v1
 from mlcanary.serve.admin import admin_routes, check_token
 from mlcanary.serve.batcher import Batcher
@@ -62,6 +59,10 @@ from mlcanary.serve.runtime import Prediction
 from mlcanary.serve.swap import AliasWatcher
 from mlcanary.serve.tensors import Tensor
 from mlcanary.serve.validation import columns_from_tensors, merge_columns, row_count
+from mlcanary.store.database import Store
+from mlcanary.store.feedback import FeedbackResult, parse_feedback
+from mlcanary.store.records import PredictionRecord
+from mlcanary.store.traffic import TrafficLog
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("mlcanary.access")

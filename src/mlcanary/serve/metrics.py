@@ -9,10 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mlcanary.monitor.signals import Signal, SignalLog
-from mlcanary.monitor.store import Store
 from mlcanary.monitor.tap import PredictionTap
 from mlcanary.serve.batcher import Observer
+from mlcanary.store.database import Store
+from mlcanary.store.signals import Signal, SignalLog
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlcanary.control.assignment import assign, shadow_selected
-from mlcanary.control.deployments import Deployment, DeploymentLog
-from mlcanary.monitor.store import Store
 from mlcanary.serve.tensors import Tensor
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import Deployment, DeploymentLog
 
 KEY_HEADER = "x-mlcanary-key"
 VARIANT_HEADER = "x-mlcanary-variant"

@@ -16,8 +16,6 @@ from sklearn import metrics as skm
 
 from mlcanary.types import Task
 
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-
 
 def primary_metric(task: Task) -> str:
     """The score the learning curve and tuning use (higher is better)."""

@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from mlcanary.train.fit import TrainResult
-from mlcanary.train.metrics import LOWER_IS_BETTER
+from mlcanary.types import LOWER_IS_BETTER
 
 MAX_POINTS = 5000
 """Predicted-vs-actual scatter points, at most (a seeded subsample beyond that)."""

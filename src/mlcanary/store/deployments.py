@@ -20,8 +20,8 @@ import orjson
 from sqlalchemy import select, update
 
 from mlcanary.errors import Conflict
-from mlcanary.monitor.schema import deployments, events, policy_firings
-from mlcanary.monitor.store import Store
+from mlcanary.store.database import Store
+from mlcanary.store.schema import deployments, events, policy_firings
 
 Strategy = Literal["canary", "ab", "shadow"]
 STRATEGIES: tuple[Strategy, ...] = ("canary", "ab", "shadow")

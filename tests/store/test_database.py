@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput, Unavailable
-from mlcanary.monitor.feedback import FeedbackItem, FeedbackResult
-from mlcanary.monitor.records import PredictionRecord
-from mlcanary.monitor.store import Store, normalise_url
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+from mlcanary.store.database import Store, normalise_url
+from mlcanary.store.feedback import FeedbackItem, FeedbackResult
+from mlcanary.store.records import PredictionRecord
 from tests.monitor.databases import DATABASES, store_url
 
 TEXT = pd.StringDtype(na_value=np.nan)

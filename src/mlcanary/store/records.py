@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
+from mlcanary.types import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
 
 ID_COLUMN = "__id__"
 TS_COLUMN = "__ts__"

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import and_, func, select
 
-from mlcanary.monitor.schema import signals
-from mlcanary.monitor.store import Store
+from mlcanary.store.database import Store
+from mlcanary.store.schema import signals
 
 Kind = Literal["drift", "performance"]
 

@@ -10,11 +10,11 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.control import actions
-from mlcanary.control.deployments import DeploymentLog
 from mlcanary.control.status import status_document
 from mlcanary.errors import Conflict, InvalidInput, NotFound
-from mlcanary.monitor.store import Store
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.store.database import Store
+from mlcanary.store.deployments import DeploymentLog
 from tests.monitor.databases import DATABASES, store_url
 from tests.serve.conftest import registered_churn
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlcanary.errors import InvalidInput
-from mlcanary.monitor.feedback import FeedbackItem, check_labels, items_from_frame, parse_feedback
+from mlcanary.store.feedback import FeedbackItem, check_labels, items_from_frame, parse_feedback
 
 SOURCE = "feedback file 'labels.csv'"
 

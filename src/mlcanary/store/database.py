@@ -29,9 +29,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput, Unavailable
-from mlcanary.monitor.feedback import FeedbackItem, FeedbackResult, check_labels
-from mlcanary.monitor.records import PredictionRecord, encode, window_frame
-from mlcanary.monitor.schema import create_tables, feedback, predictions
+from mlcanary.store.feedback import FeedbackItem, FeedbackResult, check_labels
+from mlcanary.store.records import PredictionRecord, encode, window_frame
+from mlcanary.store.schema import create_tables, feedback, predictions
 
 CHUNK = 500
 """Ids per ``IN (...)`` query: far below SQLite's and Postgres's parameter limits."""
