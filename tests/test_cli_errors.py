@@ -171,3 +171,12 @@ def test_unknown_watch_part_names_the_choices(cli: Callable[..., Result]) -> Non
     assert result.stderr.strip() == (
         "error: --part: expected one of all, monitor, rollouts; got 'everything'"
     )
+
+
+@pytest.mark.parametrize("value", ["-1", "20"])
+def test_a_monitor_nice_out_of_range_names_the_range(
+    cli: Callable[..., Result], value: str
+) -> None:
+    result = cli("watch", "m", "--monitor-nice", value, "--once")
+    assert result.code == 2
+    assert result.stderr.strip() == f"error: --monitor-nice: expected 0 to 19; got {value}"

@@ -261,23 +261,29 @@ def watch(
         "all", "--part",
         help="all, monitor (windows, signals, policies, retrains) or rollouts (the controller).",
     ),
+    monitor_nice: int = typer.Option(
+        0, "--monitor-nice",
+        help="Lower the monitor's CPU priority by this much (0-19; Linux: its own thread).",
+    ),
 ) -> None:
     """Run the monitor and the rollout controller: windows of the prediction log -> drift
     and performance signals; running rollouts -> gates -> step, promote or roll back.
 
-    mlcanary serve runs the two parts in child processes (the monitor at nice 19, the
-    controller at the server's priority); run this yourself for replicas started with
+    mlcanary serve runs this in one child process, the monitor in a thread at nice 19 and the
+    controller at the server's priority; run it yourself for replicas started with
     MLCANARY_MONITOR=false that share one store.
     """
     import threading
 
     from mlcanary.config import Settings
-    from mlcanary.control.loop import PARTS
+    from mlcanary.control.loop import MAX_NICE, PARTS
     from mlcanary.control.loop import watch as watch_loop
     from mlcanary.registry.versions import ModelRegistry
 
     if part not in PARTS:
         raise InvalidInput(f"--part: expected one of {', '.join(PARTS)}; got {part!r}")
+    if not 0 <= monitor_nice <= MAX_NICE:
+        raise InvalidInput(f"--monitor-nice: expected 0 to {MAX_NICE}; got {monitor_nice}")
     settings = Settings()
     registry = ModelRegistry(settings)
     for name in names:
@@ -301,7 +307,7 @@ def watch(
         err.print(f"watching {', '.join(names)} every {settings.monitor_seconds:g} s; Ctrl-C stops")
     try:
         watch_loop(settings, list(names), stop, once=once, report=None if quiet else show,
-                   part=part)
+                   part=part, monitor_nice=monitor_nice)
     except KeyboardInterrupt:
         err.print("stopped")
 

@@ -23,6 +23,7 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -98,16 +99,27 @@ def niceness(stat: Path) -> tuple[int, int]:
     return int(fields[1]), int(fields[16])
 
 
-def watch_children(pid: int) -> dict[str, int]:
-    """The ``mlcanary watch --part P`` children of ``pid``: part -> nice value (Linux)."""
-    found = {}
+def watch_children(pid: int) -> list[tuple[int, set[int]]]:
+    """The ``mlcanary watch`` children of ``pid``: each one's nice and its threads' (Linux)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             parent, nice = niceness(stat)
             command = (stat.parent / "cmdline").read_bytes().split(b"\0")
             if parent == pid and b"watch" in command:
-                found[command[command.index(b"--part") + 1].decode()] = nice
+                threads = {niceness(t)[1] for t in stat.parent.glob("task/*/stat")}
+                found.append((nice, threads))
     return found
+
+
+def one_watcher_at(pid: int, timeout: float = 60) -> None:
+    """Wait until ``pid`` has one watch child at its own priority whose monitor thread
+    runs at nice 19 (so serving gets the CPU first and the controller not later)."""
+    _, own = niceness(Path(f"/proc/{pid}/stat"))
+    low = min(own + 19, 19)
+    wait_until(lambda: [n for n, threads in watch_children(pid) if low in threads],
+               timeout=timeout, what="the watch child's monitor thread at nice 19")
+    assert [n for n, _ in watch_children(pid)] == [own]
 
 
 def registered_churn(tmp_path: Path, rows: int, seed: int, versions: int = 1) -> Path:

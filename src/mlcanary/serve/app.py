@@ -524,30 +524,24 @@ def watches(settings: Settings) -> bool:
 
 
 def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
-    """The monitor at nice 19 and the rollout controller at this process's priority."""
-    return [start_watcher(names, "monitor", nice=19), start_watcher(names, "rollouts", nice=0)]
+    """``mlcanary watch`` as one child process (see ``control.loop``).
 
-
-def start_watcher(names: list[str], part: str, *, nice: int) -> subprocess.Popen[bytes]:
-    """One part of ``mlcanary watch`` as a child process (see ``control.loop``).
-
-    The monitor runs at nice 19, so that under load serving gets the CPU first; the rollout
-    controller at the server's priority, so that a rollback is not late on a busy machine.
-    It inherits the environment (so the same settings) and stops with the server; the
-    kernel ends it should the server die first (Linux: parent-death signal).
+    Its monitor thread runs at nice 19, so that under load serving gets the CPU first; its
+    rollout controller at the server's priority, so that a rollback is not late on a busy
+    machine. It inherits the environment (so the same settings) and stops with the server;
+    the kernel ends it should the server die first (Linux: parent-death signal).
     """
 
-    def lower_priority() -> None:
-        if nice:
-            os.nice(nice)
+    def die_with_parent() -> None:
         with contextlib.suppress(Exception):
             import ctypes
             import signal
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", "--part", part, *names]
-    return subprocess.Popen(command, preexec_fn=lower_priority)
+    command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", "--monitor-nice", "19",
+               *names]
+    return [subprocess.Popen(command, preexec_fn=die_with_parent)]
 
 
 async def _flush_traffic_forever(

@@ -29,11 +29,26 @@ class Router:
         self.log = DeploymentLog(store) if store is not None else None
         self.deployments: dict[str, Deployment] = {}
 
-    def refresh(self) -> dict[str, Deployment]:
-        """Read the active deployments (blocking: call it from a worker thread)."""
-        if self.log is not None:
-            self.deployments = {d.model: d for d in self.log.active()}
-        return self.deployments
+    def read(self) -> dict[str, Deployment]:
+        """Each model's last deployment, running or ended (blocking: call it from a worker
+        thread); ``follow`` applies it."""
+        return {d.model: d for d in self.log.latest()} if self.log is not None else {}
+
+    def follow(self, name: str, latest: Deployment | None, champion_version: int) -> None:
+        """Route ``name`` by its last deployment, read by ``read``, once this server can.
+
+        A promotion is saved before the champion alias moves (``control.actions``): until
+        this server serves the promoted version as champion, it keeps the rollout's last
+        split (the challenger, still loaded, keeps its share), never falls back to the old
+        champion alone.
+        """
+        if latest is not None and latest.active:
+            self.deployments[name] = latest
+        elif (latest is not None and latest.status == "promoted"
+              and champion_version != latest.challenger and name in self.deployments):
+            return
+        else:
+            self.deployments.pop(name, None)
 
     def deployment(self, name: str) -> Deployment | None:
         return self.deployments.get(name)

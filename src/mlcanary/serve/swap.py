@@ -16,6 +16,7 @@ from collections.abc import Callable
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.repository import ModelRepository, ServedModel
 from mlcanary.serve.router import Router
+from mlcanary.store.deployments import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,13 @@ class AliasWatcher:
             await self.poll()
 
     async def poll(self) -> None:
-        """One round: rollout state first (so a promotion finds its challenger), then
-        each champion alias, then each challenger."""
+        """One round: read the rollout state; per model, the champion alias first (so a
+        promotion finds its challenger still loaded), then the rollout state, then the
+        challenger it needs."""
+        latest: dict[str, Deployment] | None = None
         if self.router is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, self.router.refresh)
+                latest = await asyncio.get_running_loop().run_in_executor(None, self.router.read)
             except Exception:
                 log.exception("could not read the rollout state; keeping the last one")
         for name in list(self.repository.models):
@@ -57,6 +60,8 @@ class AliasWatcher:
                 await self.check(name)
             except Exception:  # a bad new version must not take the server down
                 log.exception("could not swap model %s; still serving the old version", name)
+            if self.router is not None and latest is not None:
+                self.router.follow(name, latest.get(name), self.repository.models[name].version)
             if self.router is not None:
                 try:
                     await self.sync_challenger(name)

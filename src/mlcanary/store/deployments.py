@@ -125,11 +125,14 @@ class DeploymentLog:
             return None
         return Deployment.from_dict({**orjson.loads(row[0]), "revision": int(row[1])})
 
-    def active(self) -> list[Deployment]:
+    def latest(self) -> list[Deployment]:
+        """Each model's last deployment, whether running or ended."""
         with self.store._read() as conn:
             rows = conn.execute(select(deployments.c.state, deployments.c.revision)).all()
-        found = [Deployment.from_dict({**orjson.loads(s), "revision": int(r)}) for s, r in rows]
-        return [d for d in found if d.active]
+        return [Deployment.from_dict({**orjson.loads(s), "revision": int(r)}) for s, r in rows]
+
+    def active(self) -> list[Deployment]:
+        return [d for d in self.latest() if d.active]
 
     def claim(self, model: str, policy: str, signal: int, now: float, cooldown: float) -> bool:
         """The right to act on ``policy`` for the signals up to id ``signal``: True for one
