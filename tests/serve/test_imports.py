@@ -1,0 +1,62 @@
+"""The serving process imports what answering needs: no tuning, plotting or training code.
+
+Read from the server's own ``PYTHONPROFILEIMPORTTIME`` profile, so the test sees what the
+real entry point imports, model load included. Each profile line is nested under the
+module that imported it, which tells who pulled a module in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.serve.conftest import registered_churn, running_server
+
+NEVER = re.compile(r"^(optuna|plotly)(\.|$)|^mlcanary\.train\.(?!estimators$|transformers$)")
+"""Never in the server: Optuna, Plotly, and mlcanary's training code (``estimators`` and
+``transformers`` hold the classes a registered pipeline unpickles into)."""
+
+NOT_FROM_MLCANARY = re.compile(r"^sklearn\.(model_selection|metrics)(\.|$)")
+"""scikit-learn's training modules: no mlcanary module imports them in the server.
+(scikit-learn's own ``linear_model`` imports ``model_selection`` when a pickled
+``ColumnTransformer`` loads; that leaves with scikit-learn itself.)"""
+
+
+def import_tree(lines: list[str]) -> list[tuple[str, str]]:
+    """(module, importer) for every line of an import-time profile.
+
+    A module's line comes after those it imported, one level less indented than them."""
+    entries = []
+    for line in lines:
+        name = line.rsplit("|", 1)[1]
+        entries.append((len(name) - len(name.lstrip()), name.strip()))
+    pairs = []
+    for i, (depth, module) in enumerate(entries):
+        importer = next((m for d, m in entries[i + 1:] if d < depth), "")
+        pairs.append((module, importer))
+    return pairs
+
+
+def test_the_import_tree_names_who_imported_each_module() -> None:
+    profile = [
+        "import time: self [us] | cumulative | imported package",
+        "import time:       1 |          1 |     leaf",
+        "import time:       1 |          2 |   middle",
+        "import time:       1 |          3 | top",
+    ]
+    assert import_tree(profile[1:]) == [("leaf", "middle"), ("middle", "top"), ("top", "")]
+
+
+def test_the_server_imports_no_training_tuning_or_plotting_code(tmp_path: Path) -> None:
+    home = registered_churn(tmp_path, 600, seed=4)
+    with running_server(home, ["churn"], PYTHONPROFILEIMPORTTIME="1",
+                        MLCANARY_MONITOR="false") as running:
+        log = running.log
+    lines = [ln for ln in Path(log).read_text().splitlines()
+             if ln.startswith("import time:") and "imported package" not in ln]
+    assert len(lines) > 100, "no import profile: PYTHONPROFILEIMPORTTIME had no effect"
+    tree = import_tree(lines)
+    assert "mlcanary.serve.app" in {m for m, _ in tree}
+    assert sorted({m for m, _ in tree if NEVER.search(m)}) == []
+    assert sorted({f"{m} (from {by})" for m, by in tree
+                   if NOT_FROM_MLCANARY.search(m) and by.startswith("mlcanary")}) == []
