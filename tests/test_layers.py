@@ -11,7 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlcanary"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"", "types", "signature", "errors", "config", "logs", "progress", "tables"}),
+    frozenset({"", "types", "signature", "errors", "bodies", "config", "logs", "progress",
+               "tables"}),
     frozenset({"store"}),
     frozenset({"registry", "train"}),
     frozenset({"monitor"}),

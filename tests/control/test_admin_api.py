@@ -48,10 +48,13 @@ def test_admin_routes_need_the_token_and_act(home: Path) -> None:
         bad = [
             ({"challenger": 9}, "version 9 of 'churn' does not exist"),
             ({"challenger": 2, "strategy": "ab", "weights": [70, 20]}, "summing to 100"),
-            ({"challenger": 2, "strategy": "blue-green"}, "strategy: expected one of"),
-            ({"challenger": "2"}, "challenger: expected an integer"),
+            ({"challenger": 2, "strategy": "blue-green"}, "'strategy': expected one of canary, ab"),
+            ({"challenger": "2"}, "'challenger': expected the version to roll out, an integer"),
+            ({"challenger": True}, "'challenger': expected the version to roll out, an integer"),
+            ({"strategy": "ab"}, "missing 'challenger'"),
+            ({"challenger": 2, "steps": [5, "x"]}, "'steps': expected a list of traffic"),
             ({"version": 2}, "unknown fields ['version']"),
-            ([2], "expected a JSON object"),
+            ([2], "request body: expected an object with fields 'challenger'"),
         ]
         for body, message in bad:
             status, answer = call(url, "/admin/models/churn/deploy", body)

@@ -22,7 +22,7 @@ from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import Deployment, DeploymentLog
 from mlcanary.store.records import PredictionRecord
-from mlcanary.store.traffic import TrafficLog
+from mlcanary.store.traffic import Counts, TrafficLog
 from tests.serve.conftest import registered_churn
 
 SETTLE = 1.0
@@ -224,3 +224,30 @@ def test_latencies_in_a_servers_warm_up_are_counted_but_not_timed() -> None:
     assert (challenger.requests, sum(challenger.latency)) == (50, 0)
     result = fast_gate(champion, challenger)
     assert result.passed is None and "warm-up" in result.reason
+
+
+def test_a_quiet_interval_at_a_shared_step_waits_instead_of_passing_a_slow_challenger() -> None:
+    """At a step that sends the champion traffic, an interval with too few champion
+    requests to compare cannot judge latency: the gate lacks data (the rollout waits),
+    where it used to pass on the absolute error limit alone and wave a 10x slower
+    challenger through. At 100% (champion share 0) the absolute limit alone judges."""
+    from mlcanary.control.gates import MIN_REQUESTS, fast_gate
+
+    counter = TrafficCounter()  # never begun: every latency is timed
+    for _ in range(MIN_REQUESTS // 2):
+        counter.record("churn", "champion", 1, 0.020, False)
+    for _ in range(MIN_REQUESTS + 3):
+        counter.record("churn", "challenger", 2, 0.200, False)
+    counts = counter.drain()
+    champion = counts[("churn", "champion", 1, 0)]
+    challenger = counts[("churn", "challenger", 2, 0)]
+    quiet = fast_gate(champion, challenger, champion_share=50.0)
+    assert quiet.passed is None and "champion requests to compare with" in quiet.reason
+    assert fast_gate(Counts(), challenger, champion_share=0.0).passed is True
+    for _ in range(MIN_REQUESTS):
+        counter.record("churn", "champion", 1, 0.020, False)
+        counter.record("churn", "challenger", 2, 0.200, False)
+    busy = counter.drain()
+    slow = fast_gate(busy[("churn", "champion", 1, 0)], busy[("churn", "challenger", 2, 0)],
+                     champion_share=50.0)
+    assert slow.passed is False and "latency" in slow.reason

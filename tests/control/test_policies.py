@@ -119,26 +119,29 @@ def test_an_unreachable_hook_is_an_event_not_a_crash(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "sunny"\n', "'when' expected"),
+        ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "sunny"\n',
+         "'when': expected 'drift' or 'degraded', got 'sunny'"),
         ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nat_least = 6\nof_last = 5\n',
          "1 <= at_least <= of_last"),
-        ('[[policy]]\nname = "a"\nwhen = "drift"\n', "'model' is required"),
+        ('[[policy]]\nname = "a"\nwhen = "drift"\n', "missing 'model'"),
         ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nactions = ["page"]\n',
-         "'actions' expected"),
+         "'actions': expected a list of 'alert', 'retrain', got"),
         ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nlevel = 2\n', "unknown fields"),
         ("[[policy]\n", "cannot be read"),
         # the retrain plans in the same file
         ('[[policy]]\nname = "a"\nmodel = "m"\nwhen = "drift"\nactions = ["retrain"]\n',
          r"needs a \[retrain.m\] table"),
-        ('[retrain.m]\ntarget = "y"\n', "'data' is required"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nlog = "some"\n', "'log' expected"),
+        ('[retrain.m]\ntarget = "y"\n', "missing 'data'"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nlog = "some"\n',
+         "'log': expected 'fired', 'all' or 'none', got 'some'"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nreference = "old"\n',
-         "'reference' expected 'log' or 'all', got 'old'"),
+         "'reference': expected 'log' or 'all', got 'old'"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\ntrain = { epochs = 3 }\n',
-         r"'train' has unknown options \['epochs'\]"),
+         r"'train': has unknown options \['epochs'\]"),
         ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nrollout = { speed = 3 }\n',
-         r"'rollout' has unknown options \['speed'\]"),
-        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nmax_log_rows = -1\n', "'max_log_rows'"),
+         r"'rollout': has unknown options \['speed'\]"),
+        ('[retrain.m]\ndata = "d.csv"\ntarget = "y"\nmax_log_rows = -1\n',
+         "'max_log_rows': expected a whole number >= 0, got -1"),
         ('[retrian.m]\ndata = "d.csv"\n', r"unknown tables \['retrian'\]"),
     ],
 )
@@ -217,11 +220,11 @@ def test_margin_is_checked() -> None:
     from mlcanary.control.policies import _policy
 
     base = {"name": "a", "model": "m", "when": "degraded"}
-    with pytest.raises(InvalidInput, match="'margin' expected a number >= 0"):
+    with pytest.raises(InvalidInput, match="'margin': expected a number >= 0"):
         _policy({**base, "margin": -1}, "rule 1")
     with pytest.raises(InvalidInput, match="applies to when = 'degraded' only"):
         _policy({**base, "when": "drift", "margin": 0.1}, "rule 1")
-    with pytest.raises(InvalidInput, match=r"'metric' expected one of .*got 'auc'"):
+    with pytest.raises(InvalidInput, match=r"'metric': expected one of .*got 'auc'"):
         _policy({**base, "metric": "auc"}, "rule 1")
     with pytest.raises(InvalidInput, match="'metric' applies to when = 'degraded' only"):
         _policy({**base, "when": "drift", "metric": "f1"}, "rule 1")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlcanary.control.assignment import validate_weights
-from mlcanary.errors import InvalidInput, NotFound
+from mlcanary.errors import Conflict, InvalidInput, NotFound
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.store.deployments import (
     STRATEGIES,
@@ -174,7 +174,7 @@ def pause(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment:
     """Hold the current split; no gate runs until resumed."""
     deployment = _active(log, model)
     if deployment.status == "paused":
-        raise InvalidInput(f"model '{model}': the rollout is already paused")
+        raise Conflict(f"model '{model}': the rollout is already paused")
     after = deployment.evolve(status="paused")
     return log.save(after, _event(deployment, after, "pause", actor, None))
 
@@ -182,7 +182,7 @@ def pause(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment:
 def resume(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment:
     deployment = _active(log, model)
     if deployment.status != "paused":
-        raise InvalidInput(f"model '{model}': the rollout is not paused")
+        raise Conflict(f"model '{model}': the rollout is not paused")
     after = deployment.evolve(status="running", last_check=time.time())
     return log.save(after, _event(deployment, after, "resume", actor, None))
 
@@ -190,7 +190,7 @@ def resume(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment
 def _active(log: DeploymentLog, model: str) -> Deployment:
     deployment = log.get(model)
     if deployment is None or not deployment.active:
-        raise InvalidInput(f"model '{model}': no rollout in progress")
+        raise Conflict(f"model '{model}': no rollout in progress")
     return deployment
 
 

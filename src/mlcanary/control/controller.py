@@ -137,7 +137,8 @@ class Controller:
         }
         # Concurrent traffic only: at 100% the champion has none, and the challenger's
         # errors meet the absolute limit alone (its latency was compared at earlier steps).
-        gates.append(fast_gate(counts["champion"], counts["challenger"]))
+        gates.append(fast_gate(counts["champion"], counts["challenger"],
+                               champion_share=d.weights.get("champion", 0.0)))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
         rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
                    if s.end_ts >= d.started]

@@ -90,11 +90,14 @@ def tail_quantile(n: int) -> float:
     return round(min(0.99, max(0.5, 1 - 10 / max(n, 1))), 4)
 
 
-def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
+def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0) -> GateResult:
     """Errors and tail latency of the challenger against the champion's.
 
-    Both are counts of the same interval under the same split. Without a comparable
-    champion (fewer than ``MIN_REQUESTS``) the absolute error limit alone judges.
+    Both are counts of the same interval under the same split. When the split sends the
+    champion nothing (``champion_share`` 0: the last canary step) the absolute error limit
+    alone judges. When it does send the champion traffic but too little came for a
+    comparison (fewer than ``MIN_REQUESTS``: a quiet interval), the gate lacks data: a
+    challenger is never waved through on the interval that could not compare it.
     """
     compared = champion.requests >= MIN_REQUESTS
     q = tail_quantile(min(champion.requests, challenger.requests) if compared
@@ -109,6 +112,10 @@ def fast_gate(champion: Counts, challenger: Counts) -> GateResult:
     if challenger.requests < MIN_REQUESTS:
         return GateResult("fast", None, f"fewer than {MIN_REQUESTS} challenger requests",
                           numbers)
+    if champion_share > 0 and not compared:
+        return GateResult(
+            "fast", None, f"fewer than {MIN_REQUESTS} champion requests to compare with "
+            f"({champion.requests}; the split sends it {champion_share:g}%)", numbers)
     if compared and (sum(champion.latency) < MIN_REQUESTS
                      or sum(challenger.latency) < MIN_REQUESTS):
         # Counted, but answered in a server's warm-up: no latency to compare yet.

@@ -41,20 +41,22 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from pydantic import model_validator
 
+from mlcanary.bodies import Body, Field, checked
 from mlcanary.control.retrain import RetrainPlan, RetrainWorker, Trigger, load_plans
 from mlcanary.errors import InvalidInput
 from mlcanary.store.deployments import DeploymentLog, Event
 from mlcanary.store.signals import Kind, Signal, SignalLog
 from mlcanary.types import LOWER_IS_BETTER
 
-METRICS = ("accuracy", "roc_auc", "f1", "rmse", "mae")
+Metric = Literal["accuracy", "roc_auc", "f1", "rmse", "mae"]
+METRICS: tuple[Metric, ...] = ("accuracy", "roc_auc", "f1", "rmse", "mae")
 """Metrics a performance signal reports (``monitor.performance``)."""
 
 log = logging.getLogger(__name__)
@@ -66,21 +68,34 @@ SIGNATURE_HEADER = "X-Mlcanary-Signature"
 TIMESTAMP_HEADER = "X-Mlcanary-Timestamp"
 
 
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    model: str
-    when: When
-    at_least: int = 3
-    of_last: int = 5
-    actions: tuple[Action, ...] = ("alert",)
-    cooldown_seconds: float = 3600.0
-    margin: float = 0.0
+class Policy(Body):
+    """One ``[[policy]]`` rule of a policy file."""
+
+    name: str = Field(description="a string naming the rule")
+    model: str = Field(description="a string: the model the rule watches")
+    when: When = Field(description="'drift' or 'degraded'")
+    at_least: int = Field(3, ge=1, description="a whole number >= 1")
+    of_last: int = Field(5, ge=1, description="a whole number >= 1")
+    actions: tuple[Action, ...] = Field(
+        ("alert",), min_length=1, strict=False,
+        description=f"a list of {', '.join(map(repr, ACTIONS))}")
+    cooldown_seconds: float = Field(3600.0, ge=0, description="a number >= 0")
+    margin: float = Field(0.0, ge=0, description="a number >= 0")
     """``degraded``: the whole 95% interval must lie beyond the baseline by this much (in
     the metric's units); 0 keeps the monitor's own verdict."""
-    metric: str | None = None
+    metric: Metric | None = Field(None, description=f"one of {list(METRICS)}")
     """``degraded``: the metric judged (one the performance signal reports); None: the
     monitor's default (accuracy for classifiers, RMSE for regression)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if self.at_least > self.of_last:
+            raise ValueError(f"expected whole numbers 1 <= at_least <= of_last, "
+                             f"got {self.at_least}, {self.of_last}")
+        for name in ("margin", "metric"):
+            if getattr(self, name) and self.when != "degraded":
+                raise ValueError(f"'{name}' applies to when = 'degraded' only")
+        return self
 
 
 @dataclass(frozen=True)
@@ -129,43 +144,8 @@ def load_policy_file(path: Path) -> tuple[list[Policy], dict[str, RetrainPlan]]:
     return policies, plans
 
 
-def _policy(rule: Mapping[str, Any], where: str) -> Policy:
-    known = {"name", "model", "when", "at_least", "of_last", "actions", "cooldown_seconds",
-             "margin", "metric"}
-    unknown = sorted(set(rule) - known)
-    if unknown:
-        raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
-    for required in ("name", "model", "when"):
-        if not isinstance(rule.get(required), str):
-            raise InvalidInput(f"{where}: '{required}' is required (a string)")
-    if rule["when"] not in ("drift", "degraded"):
-        raise InvalidInput(f"{where}: 'when' expected 'drift' or 'degraded', got {rule['when']!r}")
-    at_least, of_last = rule.get("at_least", 3), rule.get("of_last", 5)
-    if not (isinstance(at_least, int) and isinstance(of_last, int) and 1 <= at_least <= of_last):
-        raise InvalidInput(
-            f"{where}: expected whole numbers 1 <= at_least <= of_last, got {at_least}, {of_last}"
-        )
-    actions = tuple(rule.get("actions", ["alert"]))
-    if not actions or any(a not in ACTIONS for a in actions):
-        raise InvalidInput(
-            f"{where}: 'actions' expected a list of {', '.join(map(repr, ACTIONS))}, "
-            f"got {list(actions)}"
-        )
-    cooldown = rule.get("cooldown_seconds", 3600.0)
-    if not isinstance(cooldown, int | float) or cooldown < 0:
-        raise InvalidInput(f"{where}: 'cooldown_seconds' expected a number >= 0, got {cooldown!r}")
-    margin = rule.get("margin", 0.0)
-    if not isinstance(margin, int | float) or isinstance(margin, bool) or margin < 0:
-        raise InvalidInput(f"{where}: 'margin' expected a number >= 0, got {margin!r}")
-    if margin and rule["when"] != "degraded":
-        raise InvalidInput(f"{where}: 'margin' applies to when = 'degraded' only")
-    metric = rule.get("metric")
-    if metric is not None and metric not in METRICS:
-        raise InvalidInput(f"{where}: 'metric' expected one of {list(METRICS)}, got {metric!r}")
-    if metric is not None and rule["when"] != "degraded":
-        raise InvalidInput(f"{where}: 'metric' applies to when = 'degraded' only")
-    return Policy(rule["name"], rule["model"], rule["when"], at_least, of_last,
-                  actions, float(cooldown), float(margin), metric)
+def _policy(rule: object, where: str) -> Policy:
+    return checked(Policy, rule, where)
 
 
 def fired(policy: Policy, signals: list[Signal]) -> list[Signal] | None:

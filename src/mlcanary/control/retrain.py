@@ -37,7 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationInfo, field_validator
 
+from mlcanary.bodies import Body, Field, checked
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput, MlcanaryError
 from mlcanary.registry.profile import TARGET_COLUMN
@@ -101,42 +103,36 @@ def load_plans(document: Mapping[str, Any], where: str, base: Path) -> dict[str,
             for name, table in tables.items()}
 
 
-def _plan(model: str, table: Any, where: str, base: Path) -> RetrainPlan:
-    if not isinstance(table, Mapping):
-        raise InvalidInput(f"{where}: expected a table")
-    known = {"data", "target", "source_rows", "log", "max_log_rows", "train", "rollout",
-             "reference"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise InvalidInput(f"{where}: unknown fields {unknown}; expected some of {sorted(known)}")
-    for required in ("data", "target"):
-        if not isinstance(table.get(required), str) or not table[required]:
-            raise InvalidInput(f"{where}: '{required}' is required (a string)")
-    window = table.get("log", "fired")
-    if window not in ("fired", "all", "none"):
-        raise InvalidInput(f"{where}: 'log' expected 'fired', 'all' or 'none', got {window!r}")
-    reference = table.get("reference", "log")
-    if reference not in ("log", "all"):
-        raise InvalidInput(f"{where}: 'reference' expected 'log' or 'all', got {reference!r}")
-    for name in ("max_log_rows", "source_rows"):
-        rows = table.get(name, 0)
-        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-            raise InvalidInput(f"{where}: '{name}' expected a whole number >= 0, got {rows!r}")
-    train = table.get("train", {})
-    rollout = table.get("rollout", {"strategy": "canary"})
-    for name, options, allowed in (("train", train, _TRAIN_OPTIONS),
-                                   ("rollout", rollout, _ROLLOUT_OPTIONS)):
-        if not isinstance(options, Mapping):
-            raise InvalidInput(f"{where}: '{name}' expected a table, got {options!r}")
+class RetrainTable(Body):
+    """One ``[retrain.NAME]`` table of a policy file."""
+
+    data: str = Field(min_length=1, description="a path to the data source (a string)")
+    target: str = Field(min_length=1, description="a string naming the target column")
+    source_rows: int | None = Field(None, ge=0, description="a whole number >= 0")
+    log: LogWindow = Field("fired", description="'fired', 'all' or 'none'")
+    max_log_rows: int = Field(100_000, ge=0, description="a whole number >= 0")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="a table of `mlcanary train` options")
+    rollout: dict[str, Any] = Field(
+        default_factory=lambda: {"strategy": "canary"}, description="a table of rollout options")
+    reference: Reference = Field("log", description="'log' or 'all'")
+
+    @field_validator("train", "rollout")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        allowed = _TRAIN_OPTIONS if info.field_name == "train" else _ROLLOUT_OPTIONS
         extra = sorted(set(options) - allowed)
         if extra:
-            raise InvalidInput(
-                f"{where}: '{name}' has unknown options {extra}; expected some of {sorted(allowed)}"
-            )
-    data = Path(table["data"])
-    return RetrainPlan(model, data if data.is_absolute() else base / data, table["target"],
-                       window, table.get("max_log_rows", 100_000), table.get("source_rows"),
-                       dict(train), dict(rollout), reference)
+            raise ValueError(f"has unknown options {extra}; expected some of {sorted(allowed)}")
+        return options
+
+
+def _plan(model: str, table: object, where: str, base: Path) -> RetrainPlan:
+    plan = checked(RetrainTable, table, where)
+    data = Path(plan.data)
+    return RetrainPlan(model, data if data.is_absolute() else base / data, plan.target,
+                       plan.log, plan.max_log_rows, plan.source_rows, dict(plan.train),
+                       dict(plan.rollout), plan.reference)
 
 
 def retrain(

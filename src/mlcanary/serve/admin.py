@@ -23,26 +23,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlcanary.bodies import Body, Field, checked
 from mlcanary.config import Settings
 from mlcanary.control import actions
 from mlcanary.errors import InvalidInput, NotFound, Unauthorized, Unavailable
 from mlcanary.registry.versions import ModelRegistry
+from mlcanary.serve.query import positive_int
 from mlcanary.store.database import Store
-from mlcanary.store.deployments import DeploymentLog
+from mlcanary.store.deployments import STRATEGIES, DeploymentLog, Strategy
 
 Handler = Callable[[Request], Awaitable[Response]]
 Respond = Callable[..., Response]
 ACTOR = "admin-api"
-DEPLOY_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "challenger": int,
-    "strategy": str,
-    "steps": list,
-    "interval_seconds": (int, float),
-    "max_failures": int,
-    "weights": list,
-    "mirror_percent": (int, float),
-    "key_column": str,
-}
+
+
+class DeployBody(Body):
+    """``POST /admin/models/{name}/deploy``: the rollout to start (``mlcanary deploy``)."""
+
+    challenger: int = Field(description="the version to roll out, an integer")
+    strategy: Strategy = Field("canary", description=f"one of {', '.join(STRATEGIES)}")
+    steps: list[float] | None = Field(
+        None, description="a list of traffic percentages, one per canary step")
+    interval_seconds: float = Field(60.0, description="a number of seconds per step")
+    max_failures: int = Field(2, description="an integer: failed checks before rollback")
+    weights: list[float] | None = Field(
+        None, description="a list of numbers: the A/B split, champion first")
+    mirror_percent: float = Field(100.0, description="a number: the percent of traffic shadowed")
+    key_column: str | None = Field(
+        None, description="a string: the input column that keeps a user on one variant")
 
 
 def check_token(request: Request, token: str | None) -> None:
@@ -110,10 +118,8 @@ def admin_routes(settings: Settings, store: Store | None, respond: Respond) -> l
 
     async def events(request: Request) -> Response:
         name = request.path_params["name"]
-        last = request.query_params.get("last", "50")
-        if not last.isdigit() or int(last) < 1:
-            raise InvalidInput(f"query parameter 'last': expected a positive integer, got {last!r}")
-        found = await asyncio.to_thread(log().events, name, last=int(last))
+        last = positive_int(request.query_params.get("last", "50"), "last")
+        found = await asyncio.to_thread(log().events, name, last=last)
         return respond([e.as_dict() for e in found])
 
     return [
@@ -129,25 +135,4 @@ def _deploy_options(body: bytes) -> dict[str, Any]:
         document = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"request body: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise InvalidInput(
-            f"request body: expected a JSON object like {{\"challenger\": 2}}, "
-            f"got {type(document).__name__}"
-        )
-    unknown = sorted(set(document) - set(DEPLOY_FIELDS))
-    if unknown:
-        raise InvalidInput(
-            f"request body: unknown fields {unknown}; expected some of {sorted(DEPLOY_FIELDS)}"
-        )
-    if "challenger" not in document:
-        raise InvalidInput("challenger: required (the version to roll out)")
-    for key, value in document.items():
-        kind = DEPLOY_FIELDS[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise InvalidInput(f"{key}: expected {_kind_name(kind)}, got {value!r}")
-    return dict(document)
-
-
-def _kind_name(kind: Any) -> str:
-    names = {int: "an integer", str: "a string", list: "a list of numbers"}
-    return names.get(kind, "a number")
+    return checked(DeployBody, document, "request body").model_dump(exclude_unset=True)

@@ -52,7 +52,9 @@ from mlcanary.serve.admin import admin_routes, check_token
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.messages import binary_outputs, encode_response, parse_request
 from mlcanary.serve.metrics import ServerMetrics
+from mlcanary.serve.openapi import docs_routes
 from mlcanary.serve.outputs import PREDICT, PROBABILITIES, outputs_for, select_outputs
+from mlcanary.serve.query import positive_int
 from mlcanary.serve.repository import ModelRepository, ServedModel
 from mlcanary.serve.router import KEY_HEADER, VARIANT_HEADER, Router
 from mlcanary.serve.runtime import Prediction
@@ -445,7 +447,7 @@ def create_app(
         name = _model(request).name
         if store is None:
             raise Unavailable("monitor: this server has no prediction log store")
-        last = _positive_int(request.query_params.get("last", "10"), "last")
+        last = positive_int(request.query_params.get("last", "10"), "last")
         log_store = store
         document = await asyncio.to_thread(status_document, log_store, name, last=last,
                                            policies=rules)
@@ -479,6 +481,8 @@ def create_app(
         Route("/monitor/{name}", instrumented("monitor", monitor_status)),
         Route("/metrics", prometheus),
         *admin_routes(settings, store, json_response),
+        *docs_routes(admin=settings.admin_token is not None,
+                     inference_token=settings.inference_token is not None),
     ]
     return Starlette(
         routes=routes,
@@ -567,12 +571,6 @@ def _write_traffic(
             TrafficLog(store).write_log_stats(PROCESS, dict(tap.written), dict(tap.dropped))
     except MlcanaryError as exc:
         log.warning("traffic counts: %s (%d groups dropped)", exc, len(counts))
-
-
-def _positive_int(text: str, name: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput(f"query parameter '{name}': expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def _open_store(store: Store) -> None:

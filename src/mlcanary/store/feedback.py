@@ -20,8 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import field_validator
 
+from mlcanary.bodies import Body, Field, checked, json_type
 from mlcanary.errors import InvalidInput
+
+Label = str | int | float | bool | None
+"""One label as JSON carries it; ``check_labels`` holds it against the model's classes."""
 
 _EXPECTED_ITEM = 'an object {"id": "...", "label": ...}'
 
@@ -63,34 +68,37 @@ class FeedbackResult:
         }
 
 
+class FeedbackBody(Body):
+    """One item of the feedback endpoint's body."""
+
+    id: str = Field(min_length=1, description="the prediction's id as a non-empty string")
+    label: Label | list[Label] = Field(
+        description="one value, or a non-empty list with one value per row of the prediction"
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _some_label(cls, label: Label | list[Label]) -> Label | list[Label]:
+        if isinstance(label, list) and not label:
+            raise ValueError("expected one value, or a non-empty list with one value per "
+                             "row of the prediction, got []")
+        return label
+
+
 def parse_feedback(document: object) -> list[FeedbackItem]:
     """Items from the endpoint's body: ``[{"id": "...", "label": ...}, ...]``."""
     if not isinstance(document, list):
         raise InvalidInput(
-            f"feedback: expected a JSON list of {_EXPECTED_ITEM} items, got {_json_type(document)}"
+            f"feedback: expected a JSON list of {_EXPECTED_ITEM} items, got {json_type(document)}"
         )
     items = []
     for i, entry in enumerate(document):
         where = f"feedback item {i}"
-        if not isinstance(entry, dict):
-            raise InvalidInput(f"{where}: expected {_EXPECTED_ITEM}, got {_json_type(entry)}")
-        if "id" not in entry:
-            raise InvalidInput(f"{where}: missing 'id'; expected {_EXPECTED_ITEM}")
-        if not isinstance(entry["id"], str) or not entry["id"]:
-            raise InvalidInput(
-                f"{where} 'id': expected the prediction's id as a non-empty string, "
-                f"got {_json_type(entry['id'])} {entry['id']!r}"
-            )
-        if "label" not in entry:
-            raise InvalidInput(f"{where} (id '{entry['id']}'): missing 'label'")
-        label = entry["label"]
-        labels = label if isinstance(label, list) else [label]
-        if not labels or any(isinstance(v, dict | list) for v in labels):
-            raise InvalidInput(
-                f"{where} (id '{entry['id']}') 'label': expected one value, or a non-empty "
-                f"list with one value per row of the prediction, got {label!r}"
-            )
-        items.append(FeedbackItem(entry["id"], labels))
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
+            where += f" (id '{entry['id']}')"
+        body = checked(FeedbackBody, entry, where)
+        labels = body.label if isinstance(body.label, list) else [body.label]
+        items.append(FeedbackItem(body.id, list(labels)))
     _check_unique([item.id for item in items], "feedback items")
     return items
 
@@ -211,7 +219,3 @@ def _check_unique(ids: list[str], where: str, hint: str = "", first: int = 0) ->
             )
         seen[id_] = i
 
-
-def _json_type(value: object) -> str:
-    names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number" if isinstance(value, int | float) else "value")
