@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+from machine import machine
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from serving import BIN, free_port, machine, run, stop
+from serving import BIN, free_port, run, stop
 from versions import sources
 
 from mlcanary.demo import make_churn

@@ -28,9 +28,9 @@ Everything runs in this one process on one thread (LightGBM's and the BLAS's). T
 file's name shadows the standard library's ``statistics`` for anything imported while it
 runs as a script, so it imports no such module itself.
 
-    .venv/bin/python benchmarks/statistics.py                      # full run (~15 min)
-    .venv/bin/python benchmarks/statistics.py --quick              # smoke run (~1 min)
-    .venv/bin/python benchmarks/statistics.py --out table.md --json table.json
+    .venv/bin/python benchmarks/drift_power.py                      # full run (~15 min)
+    .venv/bin/python benchmarks/drift_power.py --quick              # smoke run (~1 min)
+    .venv/bin/python benchmarks/drift_power.py --out table.md --json table.json
 """
 
 from __future__ import annotations
