@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,14 @@ def test_every_command_refuses_a_bad_setting_with_exit_2(
     result = mlcanary(tmp_path / "home", *args, MLCANARY_WINDOW_ROWS="many")
     assert result.returncode == 2, result.stderr
     assert "error: setting MLCANARY_WINDOW_ROWS" in result.stderr, result.stderr
+
+
+def test_workers_get_the_supervisors_settings_whole(tmp_path: Path) -> None:
+    """`serve --workers N` hands its resolved settings (a flag's too) to the workers in one
+    variable, instead of rewriting the user's MLCANARY_* variables."""
+    from mlcanary.serve.app import worker_settings
+
+    resolved = Settings(home=tmp_path, log_sample_rate=0.0, monitor=False, admin_token="t0k")
+    document = json.loads(worker_settings(resolved, ["churn", "bc"]))
+    assert document["names"] == ["churn", "bc"]
+    assert Settings(**document["settings"]) == resolved

@@ -144,11 +144,17 @@ def serve(
     from mlcanary.config import Settings
     from mlcanary.logs import configure_json_logging
     from mlcanary.registry.versions import ModelRegistry
-    from mlcanary.serve.app import build, start_watchers, watches
+    from mlcanary.serve.app import (
+        WORKER_SETTINGS,
+        build,
+        start_watchers,
+        watches,
+        worker_settings,
+    )
 
-    if no_log:  # through the environment, so that every worker process sees it
-        os.environ["MLCANARY_LOG_SAMPLE_RATE"] = "0"
     settings = Settings()
+    if no_log:
+        settings = settings.model_copy(update={"log_sample_rate": 0.0})
     registry = ModelRegistry(settings)
     champions = {name: registry.version(name, "champion").version for name in names}
     _check_policies(settings)
@@ -159,13 +165,15 @@ def serve(
     if workers == 1:
         uvicorn.run(build(settings, names), access_log=False, **options)
         return
-    os.environ["MLCANARY_SERVE_MODELS"] = ",".join(names)
     watchers = []
     if watches(settings):
         # One monitor and one controller for all the workers, children of this supervisor:
         # in each worker they would repeat every window's analysis N times.
         watchers = start_watchers(names)
-        os.environ["MLCANARY_MONITOR"] = "false"
+        settings = settings.model_copy(update={"monitor": False})
+    # uvicorn spawns the workers: the environment is their only way in (one variable that
+    # carries these settings whole; the user's own settings are left as they are).
+    os.environ[WORKER_SETTINGS] = worker_settings(settings, names)
     try:
         uvicorn.run(
             "mlcanary.serve.app:from_environment",

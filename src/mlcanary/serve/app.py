@@ -177,10 +177,10 @@ def create_app(
         watchers: list[subprocess.Popen[bytes]] = []
         if store is not None and watches(settings):
             watchers = start_watchers(repository.names)
+        process = process_name()  # in the lifespan: each worker process names its own rows
         if store is not None:
-            tasks.append(
-                loop.create_task(_flush_traffic_forever(store, counter, settings, tap))
-            )
+            tasks.append(loop.create_task(
+                _flush_traffic_forever(store, counter, settings, tap, process)))
         if store is not None and settings.retention_days is not None:
             tasks.append(loop.create_task(_purge_forever(store, settings.retention_days)))
         yield
@@ -195,7 +195,7 @@ def create_app(
         if tap is not None:  # after the drain: every answered request has been put
             await asyncio.to_thread(tap.close)
         if store is not None:
-            await asyncio.to_thread(_write_traffic, store, counter, tap)
+            await asyncio.to_thread(_write_traffic, store, counter, tap, process)
         for watcher in watchers:
             watcher.terminate()
         for watcher in watchers:
@@ -454,7 +454,10 @@ def create_app(
         return json_response(document)
 
     async def prometheus(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        # In a thread: the signal gauges read the store (every few seconds), and a slow
+        # or unreachable database must not hold the event loop that answers requests.
+        body = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     def _model(request: Request) -> ServedModel:
         params = request.path_params
@@ -549,26 +552,28 @@ def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
 
 
 async def _flush_traffic_forever(
-    store: Store, counter: TrafficCounter, settings: Settings, tap: PredictionTap | None
+    store: Store, counter: TrafficCounter, settings: Settings, tap: PredictionTap | None,
+    process: str,
 ) -> None:
     """Write each period's request counts for the rollout gates (every flush interval)."""
     while True:
         await asyncio.sleep(settings.log_flush_seconds)
-        await asyncio.to_thread(_write_traffic, store, counter, tap)
+        await asyncio.to_thread(_write_traffic, store, counter, tap, process)
 
 
-PROCESS = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
-"""Names this serving process's rows of ``log_stats``."""
+def process_name() -> str:
+    """Names this serving process's rows of ``log_stats``: host, PID and start time."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
 
 def _write_traffic(
-    store: Store, counter: TrafficCounter, tap: PredictionTap | None = None
+    store: Store, counter: TrafficCounter, tap: PredictionTap | None, process: str
 ) -> None:
     counts = counter.drain()
     try:
         TrafficLog(store).write(counts)
         if tap is not None:  # so that `mlcanary status` can say what was dropped
-            TrafficLog(store).write_log_stats(PROCESS, dict(tap.written), dict(tap.dropped))
+            TrafficLog(store).write_log_stats(process, dict(tap.written), dict(tap.dropped))
     except MlcanaryError as exc:
         log.warning("traffic counts: %s (%d groups dropped)", exc, len(counts))
 
@@ -670,10 +675,17 @@ def build(settings: Settings, names: list[str]) -> Starlette:
     return create_app(settings, repository, ServerMetrics(), Store.from_settings(settings))
 
 
-def from_environment() -> Starlette:
-    """App factory for uvicorn workers: model names come from ``MLCANARY_SERVE_MODELS``."""
-    import os
+WORKER_SETTINGS = "MLCANARY_WORKER_SETTINGS"
+"""The variable through which ``mlcanary serve --workers N`` hands its resolved settings
+(flags, environment and TOML) and model names to the workers uvicorn spawns."""
 
-    return build(
-        Settings(), [n for n in os.environ.get("MLCANARY_SERVE_MODELS", "").split(",") if n]
-    )
+
+def worker_settings(settings: Settings, names: list[str]) -> str:
+    """What ``from_environment`` reads in each worker."""
+    return orjson.dumps({"names": names, "settings": settings.model_dump(mode="json")}).decode()
+
+
+def from_environment() -> Starlette:
+    """App factory for uvicorn workers: the supervisor's settings and model names."""
+    document = orjson.loads(os.environ[WORKER_SETTINGS])
+    return build(Settings(**document["settings"]), document["names"])
