@@ -710,6 +710,12 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
+        if len(sys.argv) > 1 and not {"--help", "-h"} & set(sys.argv[1:]):
+            # Settings first, before any command imports its heavy modules: a bad setting
+            # is one line and exit 2 at once, the same for every command.
+            from mlcanary.config import Settings
+
+            Settings()
         app(standalone_mode=False)
     except MlcanaryError as exc:
         err.print(f"error: {exc}", soft_wrap=True, markup=False)

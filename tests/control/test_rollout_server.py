@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import http.client
 import json
 import threading
 import time
@@ -135,7 +136,9 @@ def send(url: str, rows: pd.DataFrame, key: str,
             return resp.status, body["parameters"]["variant"], body["model_version"]
     except urllib.error.HTTPError as exc:
         return exc.code, "", ""
-    except OSError:  # no server there (it died, or is not up yet): no status at all
+    except (OSError, http.client.HTTPException):
+        # No server there (it died, or is not up yet), or it died mid-answer (a SIGKILL
+        # between the headers and the body: IncompleteRead): no status at all.
         return 0, "", ""
 
 
