@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mlcanary.config import Settings
 from mlcanary.control.backtest import BacktestPlan, BacktestResult, Scored, backtest
+from mlcanary.control.strategies import strategy_named
 from mlcanary.errors import InvalidInput
 from mlcanary.monitor.decision import Reference
 from mlcanary.monitor.watch import VersionFacts, load_facts
@@ -63,13 +64,14 @@ def run_backtest(request: BacktestRequest, plan: BacktestPlan, settings: Setting
     skip = request.reference_rows or 0
     rows = len(frame) - skip
     if rows < plan.rows_needed():
-        what = "a full canary ramp" if plan.rollout == "canary" else "one window"
+        checks = strategy_named(plan.rollout).checks_needed(plan.steps) if plan.rollout else 0
+        what = f"a full {plan.rollout} ramp" if checks > 1 else "one window"
         raise InvalidInput(
             f"data: {rows} labelled rows to replay"
             + (f" after the {skip} reference rows" if skip else "")
             + f", fewer than {what} needs ({plan.rows_needed()}: --window-rows "
             f"{plan.window_rows}" + (f", --interval-rows {plan.interval_rows} x "
-                                     f"{len(plan.steps)} steps" if plan.rollout == "canary"
+                                     f"{checks} steps" if checks > 1
                                      else "") + ")"
         )
     facts = {number: champion_facts}

@@ -370,14 +370,22 @@ def report(
     out.print(f"drift report: {target}")
 
 
+def _replayable(name: str) -> bool:
+    """A strategy ``mlcanary backtest --rollout`` replays: one the controller checks."""
+    from mlcanary.control.strategies import STRATEGIES
+
+    return name in STRATEGIES and STRATEGIES[name].checked
+
+
 def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
     """A running or finished shadow rollout's comparison, for the report."""
     from mlcanary.control.shadow import difference_figure, shadow_pairs, shadow_summary
     from mlcanary.control.status import shadow_line
+    from mlcanary.control.strategies import strategy_named
     from mlcanary.store.deployments import DeploymentLog
 
     deployment = DeploymentLog(store).get(name)
-    if deployment is None or deployment.strategy != "shadow":
+    if deployment is None or strategy_named(deployment.strategy).answers_clients:
         return []
     pairs = shadow_pairs(store, name, since=deployment.started)
     summary = shadow_summary(pairs)
@@ -664,10 +672,12 @@ def backtest(
     from mlcanary.config import Settings
     from mlcanary.control.actions import validate_steps
     from mlcanary.control.backtest import BacktestPlan
+    from mlcanary.control.strategies import STRATEGIES
     from mlcanary.progress import Steps
 
-    if rollout not in (None, "canary", "ab"):
-        raise InvalidInput(f"--rollout: expected canary or ab, got {rollout!r}")
+    if rollout is not None and not _replayable(rollout):
+        checked = " or ".join(name for name in STRATEGIES if _replayable(name))
+        raise InvalidInput(f"--rollout: expected {checked}, got {rollout!r}")
     if rollout is None and (steps or weights or challenger != "same" or pooled):
         raise InvalidInput("--steps, --weights, --challenger and --pooled need --rollout")
     if challenger != "same" and not challenger.isdigit():

@@ -39,3 +39,6 @@ SCORE_PREFIX = "__score__"
 TARGET_COLUMN = "__target__"
 """Columns a logged or profiled frame carries beside the inputs: the answer, each class's
 score (``__score__<class>``) and the label."""
+
+SHADOW_VARIANT = "shadow"
+"""The variant a shadow challenger's mirrored answers are logged and counted under."""

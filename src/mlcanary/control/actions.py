@@ -13,11 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from mlcanary.control.assignment import validate_weights
+from mlcanary.control.strategies import strategy_named
 from mlcanary.errors import Conflict, InvalidInput, NotFound
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.store.deployments import (
-    STRATEGIES,
     Deployment,
     DeploymentLog,
     Event,
@@ -40,10 +39,7 @@ def deploy(
     actor: str = "user",
 ) -> Deployment:
     """Start a rollout of version ``challenger`` against the current champion."""
-    if strategy not in STRATEGIES:
-        raise InvalidInput(
-            f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}"
-        )
+    kind = strategy_named(strategy)
     champion = registry.alias_version(model, "champion")
     if champion is None:
         raise NotFound(f"model '{model}': no champion to compare a challenger with")
@@ -62,21 +58,7 @@ def deploy(
     if not 0 < mirror_percent <= 100:
         raise InvalidInput(f"mirror_percent: expected 0 < percent <= 100, got {mirror_percent}")
     ramp = validate_steps(steps)
-    if strategy == "canary":
-        share = ramp[0]
-    elif strategy == "ab":
-        split = list(weights) if weights is not None else [50.0, 50.0]
-        if len(split) != 2:
-            raise InvalidInput(
-                f"weights: expected two percentages (champion, challenger), got {len(split)}"
-            )
-        try:
-            validate_weights({"champion": split[0], "challenger": split[1]})
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from exc
-        share = split[1]
-    else:
-        share = 0.0  # shadow: the challenger answers copies, never a client
+    share = kind.first_share(ramp, weights)
     deployment = Deployment(
         model=model,
         strategy=strategy,

@@ -32,6 +32,7 @@ from mlcanary.config import Settings
 from mlcanary.control.assignment import assign
 from mlcanary.control.controller import Controller
 from mlcanary.control.sequential import SequentialState
+from mlcanary.control.strategies import strategy_named
 from mlcanary.monitor.decision import DriftSettings
 from mlcanary.monitor.watch import Monitor, VersionFacts, WindowPlan
 from mlcanary.registry.versions import ModelRegistry
@@ -74,12 +75,12 @@ class BacktestPlan:
     seed: int = 0
 
     def rows_needed(self) -> int:
-        """Rows one replay needs at least: a window, and a full ramp for a canary."""
-        if self.rollout == "canary":
-            return max(self.window_rows, len(self.steps) * self.interval_rows)
-        if self.rollout == "ab":
-            return max(self.window_rows, self.interval_rows)
-        return self.window_rows
+        """Rows one replay needs at least: a window, and every check the rollout takes
+        before it can be promoted (a canary's whole ramp)."""
+        if self.rollout is None:
+            return self.window_rows
+        checks = strategy_named(self.rollout).checks_needed(self.steps)
+        return max(self.window_rows, checks * self.interval_rows)
 
 
 @dataclass
@@ -255,7 +256,7 @@ def _rollout_replay(
     registry: ModelRegistry, plan: BacktestPlan, order: np.ndarray, replay: int, offset: int,
 ) -> RolloutOutcome:
     log = DeploymentLog(store)
-    share = plan.steps[0] if plan.rollout == "canary" else plan.weights[1]
+    share = strategy_named(plan.rollout or "canary").first_share(plan.steps, plan.weights)
     deployment = Deployment(
         model=name, strategy=plan.rollout or "canary", champion=champion.version,
         challenger=challenger.version,

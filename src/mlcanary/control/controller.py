@@ -50,6 +50,7 @@ from mlcanary.control.sequential import (
     outcomes,
     update_strata,
 )
+from mlcanary.control.strategies import strategy_named
 from mlcanary.errors import Conflict
 from mlcanary.monitor.watch import load_facts
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
@@ -101,7 +102,7 @@ class Controller:
         now = time.time() if now is None else now
         done = []
         for deployment in self.deployments.active():
-            if deployment.status != "running" or deployment.strategy == "shadow":
+            if deployment.status != "running" or not strategy_named(deployment.strategy).checked:
                 continue
             if now - deployment.last_check < deployment.interval_seconds:
                 continue
@@ -167,14 +168,13 @@ class Controller:
         fast = next(g for g in gates if g.gate == "fast")
         if fast.passed is None or _log_behind(counts, frames):
             return None  # not enough evidence yet: wait, the interval grows
-        if d.strategy == "ab":
-            if verdict == "challenger_better":
-                return self._promote(d, gates)
+        next_move = strategy_named(d.strategy).after_pass(d, verdict)
+        if next_move == "promote":
+            return self._promote(d, gates)
+        if next_move == "stay":
             after = d.evolve(last_check=now, checks=d.checks + 1)
             self.deployments.save(after, self._event(d, after, "check_passed", gates))
             return Check(d.model, "check_passed", gates)
-        if d.step + 1 >= len(d.steps):
-            return self._promote(d, gates)
         actions.step(self.deployments, d, Check(d.model, "step", gates).cause(), now=now)
         return Check(d.model, "step", gates)
 

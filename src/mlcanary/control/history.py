@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlcanary.control.strategies import strategy_named
 from mlcanary.store.deployments import Event
 
 
@@ -51,7 +52,7 @@ def serving_at(events: list[Event], ts: float, champion_now: int | None) -> Serv
         return Serving(ts, {challenger: 100.0}, event)
     if state.get("status") == "rolled_back":
         return Serving(ts, {champion: 100.0}, event)
-    if state.get("strategy") == "shadow":
+    if not strategy_named(str(state.get("strategy", "canary"))).answers_clients:
         return Serving(ts, {champion: 100.0}, event, shadow=challenger)
     weights = state.get("weights", {})
     split = {champion: float(weights.get("champion", 100.0)),

@@ -47,6 +47,7 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.signature import Signature
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import DeploymentLog, Event
+from mlcanary.types import SHADOW_VARIANT
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def labelled_rows(
     frame = store.read_window(plan.model, since=since)
     if frame.empty or TARGET_COLUMN not in frame:
         return pd.DataFrame(columns=columns)
-    frame = frame[frame[TARGET_COLUMN].notna() & (frame["__variant__"] != "shadow")]
+    frame = frame[frame[TARGET_COLUMN].notna() & (frame["__variant__"] != SHADOW_VARIANT)]
     frame = frame.tail(plan.max_log_rows)
     out = pd.DataFrame(index=frame.index)
     for name in columns:

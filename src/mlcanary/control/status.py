@@ -18,6 +18,7 @@ from rich.text import Text
 
 from mlcanary.control.policies import Policy, policy_states
 from mlcanary.control.shadow import shadow_pairs, shadow_summary
+from mlcanary.control.strategies import strategy_named
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import DeploymentLog
 from mlcanary.store.signals import Signal, SignalLog
@@ -64,14 +65,13 @@ def _rollout(store: Store, name: str) -> dict[str, Any] | None:
         "champion": deployment.champion,
         "challenger": deployment.challenger,
         "traffic": deployment.weights,
-        "step": deployment.step if deployment.strategy == "canary" else None,
-        "steps": list(deployment.steps) if deployment.strategy == "canary" else None,
+        **strategy_named(deployment.strategy).status(deployment),
         "failures": deployment.failures,
         "max_failures": deployment.max_failures,
         "last_gates": checks[-1].cause["gates"] if checks else [],
         "shadow": (
             shadow_summary(shadow_pairs(store, name, since=deployment.started))
-            if deployment.strategy == "shadow" else None
+            if not strategy_named(deployment.strategy).answers_clients else None
         ),
         "events": [
             {"time": _iso(e.ts), "kind": e.kind, "actor": e.actor} for e in events[-5:]

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from pydantic import field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,11 +27,12 @@ from starlette.routing import Route
 from mlcanary.bodies import Body, Field, checked
 from mlcanary.config import Settings
 from mlcanary.control import actions
+from mlcanary.control.strategies import STRATEGIES
 from mlcanary.errors import InvalidInput, NotFound, Unauthorized, Unavailable
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.query import positive_int
 from mlcanary.store.database import Store
-from mlcanary.store.deployments import STRATEGIES, DeploymentLog, Strategy
+from mlcanary.store.deployments import DeploymentLog
 
 Handler = Callable[[Request], Awaitable[Response]]
 Respond = Callable[..., Response]
@@ -41,7 +43,8 @@ class DeployBody(Body):
     """``POST /admin/models/{name}/deploy``: the rollout to start (``mlcanary deploy``)."""
 
     challenger: int = Field(description="the version to roll out, an integer")
-    strategy: Strategy = Field("canary", description=f"one of {', '.join(STRATEGIES)}")
+    strategy: str = Field("canary", description=f"one of {', '.join(STRATEGIES)}",
+                          json_schema_extra={"enum": list(STRATEGIES)})
     steps: list[float] | None = Field(
         None, description="a list of traffic percentages, one per canary step")
     interval_seconds: float = Field(60.0, description="a number of seconds per step")
@@ -51,6 +54,13 @@ class DeployBody(Body):
     mirror_percent: float = Field(100.0, description="a number: the percent of traffic shadowed")
     key_column: str | None = Field(
         None, description="a string: the input column that keeps a user on one variant")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        if name not in STRATEGIES:
+            raise ValueError(f"expected one of {', '.join(STRATEGIES)}, got {name!r}")
+        return name
 
 
 def check_token(request: Request, token: str | None) -> None:

@@ -65,6 +65,7 @@ from mlcanary.store.database import Store
 from mlcanary.store.feedback import FeedbackResult, parse_feedback
 from mlcanary.store.records import PredictionRecord
 from mlcanary.store.traffic import TrafficLog
+from mlcanary.types import SHADOW_VARIANT
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("mlcanary.access")
@@ -341,11 +342,12 @@ def create_app(
                 prediction = await predict(model, rows)
         except Exception as exc:  # its failure is the challenger's record, not the client's
             failed = not isinstance(exc, InvalidInput)
-            counter.record(model.name, "shadow", model.version, time.perf_counter() - start,
+            counter.record(model.name, SHADOW_VARIANT, model.version, time.perf_counter() - start,
                            failed)
             return
-        counter.record(model.name, "shadow", model.version, time.perf_counter() - start, False)
-        log_prediction(model, request_id, rows, prediction, start, "shadow")
+        counter.record(model.name, SHADOW_VARIANT, model.version, time.perf_counter() - start,
+                       False)
+        log_prediction(model, request_id, rows, prediction, start, SHADOW_VARIANT)
 
     async def infer(request: Request) -> Response:
         check_token(request, settings.inference_token)

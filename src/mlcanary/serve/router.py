@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlcanary.control.assignment import assign, shadow_selected
+from mlcanary.control.strategies import strategy_named
 from mlcanary.serve.tensors import Tensor
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import Deployment, DeploymentLog
@@ -77,7 +78,7 @@ class Router:
 
     def choose(self, name: str, key: str) -> str:
         deployment = self.deployments.get(name)
-        if deployment is None or deployment.strategy == "shadow":
+        if deployment is None or not strategy_named(deployment.strategy).answers_clients:
             return "champion"
         return assign(key, deployment.weights, deployment.salt)
 
@@ -85,7 +86,7 @@ class Router:
         deployment = self.deployments.get(name)
         return (
             deployment is not None
-            and deployment.strategy == "shadow"
+            and not strategy_named(deployment.strategy).answers_clients
             and deployment.status == "running"
             and shadow_selected(key, deployment.mirror_percent, deployment.salt)
         )

@@ -23,8 +23,6 @@ from mlcanary.errors import Conflict
 from mlcanary.store.database import Store
 from mlcanary.store.schema import deployments, events, policy_firings
 
-Strategy = Literal["canary", "ab", "shadow"]
-STRATEGIES: tuple[Strategy, ...] = ("canary", "ab", "shadow")
 Status = Literal["running", "paused", "promoted", "rolled_back"]
 ACTIVE: tuple[Status, ...] = ("running", "paused")
 DEFAULT_STEPS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
@@ -35,7 +33,8 @@ class Deployment:
     """One model's rollout; ``weights`` is the traffic split in percent now."""
 
     model: str
-    strategy: Strategy
+    strategy: str
+    """A name in ``control.strategies.STRATEGIES``."""
     champion: int
     challenger: int
     weights: dict[str, float]
