@@ -67,13 +67,13 @@ from sklearn.datasets import make_classification
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
+from mlcanary.models.runtime import NativeRuntime
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
-from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import columns_from_frame, columns_from_tensors, tensors_from_frame
 from mlcanary.train.fit import train
 from mlcanary.train.spec import TrainSpec

@@ -15,6 +15,7 @@ LAYERS: tuple[frozenset[str], ...] = (
                "tables"}),
     frozenset({"store"}),
     frozenset({"registry", "train"}),
+    frozenset({"models"}),
     frozenset({"monitor"}),
     frozenset({"control"}),
     frozenset({"serve"}),

@@ -1,7 +1,7 @@
 """One error hierarchy for the core; each interface maps it to its own codes.
 
 The CLI turns every ``MlcanaryError`` into one line on stderr and exit code 2;
-the HTTP layer maps them to status codes at its edge (``serve/app.py`` ``STATUS``).
+the HTTP layer maps them to status codes at its edge (``serve/edge.py`` ``STATUS``).
 Messages follow one formula: what was wrong, where, what is allowed, what came.
 """
 

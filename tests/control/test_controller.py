@@ -15,9 +15,9 @@ from mlcanary.config import Settings
 from mlcanary.control import actions
 from mlcanary.control.controller import Check, Controller
 from mlcanary.demo import make_churn
+from mlcanary.models.runtime import NativeRuntime
 from mlcanary.monitor.traffic import TrafficCounter
 from mlcanary.registry.versions import ModelRegistry
-from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import Deployment, DeploymentLog

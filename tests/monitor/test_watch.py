@@ -15,10 +15,10 @@ import pytest
 from mlcanary.config import Settings
 from mlcanary.control.status import status_document
 from mlcanary.demo import make_churn
+from mlcanary.models.runtime import NativeRuntime
 from mlcanary.monitor.report import render_drift_report
 from mlcanary.monitor.watch import Monitor, WindowPlan, load_facts
 from mlcanary.registry.versions import ModelRegistry
-from mlcanary.serve.runtime import NativeRuntime
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
 from mlcanary.store.records import PredictionRecord

@@ -152,3 +152,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         rows = pd.read_csv(path).drop(columns=["churned"])
         url = running.url
         yield Server(url, int(url.rsplit(":", 1)[1]), home, rows, pipeline, running.log)
+
+
+@dataclass
+class InProcess:
+    """The app built in this process over the ``server`` fixture's registry, no socket."""
+
+    client: Any
+    """A ``starlette.testclient.TestClient``: the app's lifespan runs while it is open."""
+    rows: pd.DataFrame
+    pipeline: Any
+    service: Any
+    """The app's ``InferenceService``."""
+
+
+@pytest.fixture(scope="package")
+def inprocess(server: Server) -> Iterator[InProcess]:
+    from starlette.testclient import TestClient
+
+    from mlcanary.serve.app import create_app
+    from mlcanary.serve.repository import ModelRepository
+
+    settings = Settings(home=server.home, max_request_bytes=2**20, poll_seconds=0)
+    repository = ModelRepository(ModelRegistry(settings), ["churn"])
+    repository.load()
+    app = create_app(settings, repository, companions=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield InProcess(client, server.rows, server.pipeline, app.state.service)

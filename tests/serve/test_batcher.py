@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from mlcanary.errors import Unavailable
+from mlcanary.models.runtime import Prediction
 from mlcanary.serve.batcher import Batcher
-from mlcanary.serve.runtime import Prediction
 
 
 class Recorder:

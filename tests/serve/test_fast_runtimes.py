@@ -11,12 +11,13 @@ from sklearn.datasets import load_diabetes, load_iris, make_classification
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
+from mlcanary.models.runtime import NativeRuntime, Prediction
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime, float_column, one_number_row, unwrap
 from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
 from mlcanary.serve.onnx import OnnxRuntime, _float_input
-from mlcanary.serve.runtime import NativeRuntime, Prediction, Unsupported
+from mlcanary.serve.runtime import Unsupported
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
 from mlcanary.train.spec import TrainSpec

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from mlcanary.demo import make_churn
+from mlcanary.models.runtime import NativeRuntime
 from mlcanary.serve import compiled, kernels
 from mlcanary.serve.choice import choose
 from mlcanary.serve.forest import IDENTITY, Forest
 from mlcanary.serve.jit import JitRuntime, _texts
 from mlcanary.serve.onnx import OnnxRuntime
-from mlcanary.serve.runtime import LoneRows, NativeRuntime, Unsupported
+from mlcanary.serve.runtime import LoneRows, Unsupported
 from mlcanary.serve.validation import columns_from_frame
 from tests.serve.test_fast_runtimes import CASES, fitted, gapped, scores
 

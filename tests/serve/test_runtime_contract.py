@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mlcanary.config import Settings
+from mlcanary.models.runtime import NativeRuntime, Runtime
 from mlcanary.registry.versions import ModelRegistry
-from mlcanary.serve.app import metadata
 from mlcanary.serve.batch import tensors_from_frame
 from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.jit import JitRuntime
@@ -18,7 +18,8 @@ from mlcanary.serve.onnx import TOLERANCE as ONNX_TOLERANCE
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.outputs import outputs_for
 from mlcanary.serve.repository import ModelRepository, ServedModel
-from mlcanary.serve.runtime import LoneRows, NativeRuntime, Runtime
+from mlcanary.serve.rest import metadata
+from mlcanary.serve.runtime import LoneRows
 from mlcanary.serve.validation import columns_from_frame, rows_from_tensors
 from mlcanary.signature import Signature
 from tests.serve.conftest import Server

@@ -9,16 +9,15 @@ effect sizes that decided. plotly.js is inlined once so the file opens offline.
 from __future__ import annotations
 
 import html
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from mlcanary.models.adapter import open_version
 from mlcanary.monitor.detectors import to_numbers
-from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
+from mlcanary.registry.versions import ModelRegistry
 from mlcanary.signature import Signature
 from mlcanary.store.database import Store
 from mlcanary.store.signals import Signal, SignalLog
@@ -121,12 +120,8 @@ def _over_time(drift: list[Signal], performance: list[Signal]) -> go.Figure:
 
 
 def _reference(registry: ModelRegistry, name: str, version: int) -> tuple[Signature, pd.DataFrame]:
-    import json
-
-    with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-") as tmp:
-        bundle = registry.download(name, version, Path(tmp)) / BUNDLE_DIR
-        signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
-        return signature, pd.read_parquet(bundle / "reference.parquet")
+    model = open_version(registry, name, version, predictor=False)
+    return model.signature, model.reference()
 
 
 def _columns(

@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlcanary.config import Settings
+from mlcanary.models.adapter import open_version
 from mlcanary.monitor.decision import DriftSettings, Reference, analyse
 from mlcanary.monitor.performance import default_metric, metrics_for, window_performance
 from mlcanary.monitor.windows import after, cut
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX, TARGET_COLUMN
-from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry
+from mlcanary.registry.versions import ModelRegistry
 from mlcanary.signature import Signature
 from mlcanary.store.database import Store
 from mlcanary.store.records import ID_COLUMN, VARIANT_COLUMN, VERSION_COLUMN
@@ -300,17 +299,9 @@ def monitor_from_settings(
 
 
 def load_facts(registry: ModelRegistry, name: str, version: int) -> VersionFacts:
-    import json
-
-    with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-v{version}-") as tmp:
-        bundle = registry.download(name, version, Path(tmp)) / BUNDLE_DIR
-        signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
-        profile = json.loads((bundle / "profile.json").read_text())
-        metrics = json.loads((bundle / "metrics.json").read_text())
-        sample = pd.read_parquet(bundle / "reference.parquet")
-    reference = Reference.from_sample(sample, signature, profile.get("importance", {}))
-    baseline = {k: float(v["mean"]) for k, v in metrics.get("model", {}).items()}
-    return VersionFacts(signature, reference, baseline)
+    model = open_version(registry, name, version, predictor=False)
+    reference = Reference.from_sample(model.reference(), model.signature, model.importance())
+    return VersionFacts(model.signature, reference, model.baseline())
 
 
 def window_seed(seed: int, model: str, variant: str, version: int, window: str) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from mlcanary.errors import Unavailable
-from mlcanary.serve.runtime import Prediction
+from mlcanary.models.runtime import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlcanary.models.runtime import NativeRuntime, Prediction, Runtime
 from mlcanary.serve import compiled, onnx
 from mlcanary.serve.messages import encode_request, parse_request
-from mlcanary.serve.runtime import LoneRows, NativeRuntime, Prediction, Runtime, Unsupported
+from mlcanary.serve.runtime import LoneRows, Unsupported
 from mlcanary.serve.validation import (
     Columns,
     columns_from_frame,

@@ -26,16 +26,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlcanary.models.runtime import NativeRuntime, Prediction, Rows, decide
 from mlcanary.serve.dates import calendar_parts
 from mlcanary.serve.lightgbm_api import MatrixPredictor
-from mlcanary.serve.runtime import (
-    NativeRuntime,
-    Prediction,
-    Rows,
-    Unsupported,
-    decide,
-    row_numbers,
-)
+from mlcanary.serve.runtime import Unsupported, row_numbers
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat

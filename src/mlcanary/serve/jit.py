@@ -27,6 +27,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
+from mlcanary.models.runtime import Prediction, Rows
 from mlcanary.serve import kernels
 from mlcanary.serve.compiled import number_rows, one_number_row, unwrap
 from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
@@ -42,7 +43,7 @@ from mlcanary.serve.kernels import (
     TEXT_GAP,
     UNSEEN,
 )
-from mlcanary.serve.runtime import Prediction, Rows, Unsupported
+from mlcanary.serve.runtime import Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat

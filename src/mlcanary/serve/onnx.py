@@ -43,9 +43,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlcanary.models.runtime import Prediction, Rows
 from mlcanary.serve.compiled import number_rows, one_number_row, unwrap
 from mlcanary.serve.dates import DATE_PARTS, date_rows, one_date_row
-from mlcanary.serve.runtime import Prediction, Rows, Unsupported
+from mlcanary.serve.runtime import Unsupported
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat

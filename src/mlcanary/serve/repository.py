@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mlcanary.errors import NotFound
-from mlcanary.registry.versions import BUNDLE_DIR, ModelRegistry, VersionInfo
+from mlcanary.models.adapter import ModelAdapter, open_version
+from mlcanary.models.runtime import Runtime
+from mlcanary.registry.versions import ModelRegistry, VersionInfo
 from mlcanary.serve.batcher import Batcher
 from mlcanary.serve.choice import choose
-from mlcanary.serve.runtime import Runtime
 from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
@@ -74,21 +72,19 @@ class ModelRepository:
         """Download, load and check one version: it must answer its own reference rows."""
         start = time.perf_counter()
         info = self.registry.version(name, version)
-        with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-v{version}-") as tmp:
-            root = self.registry.download(name, version, Path(tmp))
-            return self._load_from(name, info, root, start)
+        return self._serve(name, info, open_version(self.registry, name, version), start)
 
-    def _load_from(self, name: str, info: VersionInfo, root: Path, start: float) -> ServedModel:
-        """Load everything into memory, so the downloaded copy can be deleted after."""
-        import mlflow.sklearn
-        import pandas as pd
-
-        bundle = root / BUNDLE_DIR
-        signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
-        pipeline = mlflow.sklearn.load_model(str(root))
-        reference = pd.read_parquet(bundle / "reference.parquet").head(VERIFY_ROWS)
-        reference = reference[[c.name for c in signature.columns]]
-        runtime, why = choose(pipeline, signature, reference, self.registry.settings.runtime)
+    def _serve(
+        self, name: str, info: VersionInfo, model: ModelAdapter, start: float
+    ) -> ServedModel:
+        """Pick the runtime and check it on the version's reference rows."""
+        signature = model.signature
+        reference = model.reference().head(VERIFY_ROWS)[[c.name for c in signature.columns]]
+        if model.pipeline is not None:
+            runtime, why = choose(model.pipeline, signature, reference,
+                                  self.registry.settings.runtime)
+        else:
+            runtime, why = model.native(), f"native: the {model.flavor}'s own predict"
         check = runtime.predict(reference)
         if len(check.predicted) != len(reference):
             raise RuntimeError(f"model '{name}' version {info.version}: failed its load check")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlcanary.errors import InvalidInput
-from mlcanary.serve.runtime import Prediction
+from mlcanary.models.runtime import Prediction
 from mlcanary.serve.tensors import Tensor
 from mlcanary.signature import Signature
 

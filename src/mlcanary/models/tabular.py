@@ -1,0 +1,71 @@
+"""The first model adapter: a tabular pipeline ``mlcanary train`` registered.
+
+Its MLflow model directory holds the fitted scikit-learn pipeline and an ``mlcanary/``
+bundle beside it: ``signature.json``, ``reference.parquet``, ``profile.json`` (column
+importance) and ``metrics.json`` (cross-validated metrics), all read when it is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlcanary.models.runtime import NativeRuntime, Runtime
+from mlcanary.registry.versions import BUNDLE_DIR
+from mlcanary.signature import Signature
+
+
+class TabularModel:
+    """A pipeline mlcanary trained, with the bundle it published beside it."""
+
+    flavor = "mlcanary tabular pipeline (a model directory with an mlcanary/ bundle)"
+
+    def __init__(self, signature: Signature, pipeline: Any, reference: pd.DataFrame,
+                 profile: dict[str, Any], metrics: dict[str, Any]) -> None:
+        self.signature = signature
+        self.pipeline = pipeline
+        self._reference = reference
+        self._profile = profile
+        self._metrics = metrics
+
+    @staticmethod
+    def recognises(root: Path) -> bool:
+        return (root / BUNDLE_DIR / "signature.json").is_file()
+
+    @classmethod
+    def open(cls, root: Path, predictor: bool = True) -> TabularModel:
+        bundle = root / BUNDLE_DIR
+        signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
+        pipeline = None
+        if predictor:
+            import mlflow.sklearn
+
+            pipeline = mlflow.sklearn.load_model(str(root))
+        return cls(
+            signature,
+            pipeline,
+            pd.read_parquet(bundle / "reference.parquet"),
+            _json(bundle / "profile.json"),
+            _json(bundle / "metrics.json"),
+        )
+
+    def native(self) -> Runtime:
+        if self.pipeline is None:
+            raise ValueError("opened without its predictor (predictor=False)")
+        return NativeRuntime(self.pipeline, self.signature)
+
+    def reference(self) -> pd.DataFrame:
+        return self._reference
+
+    def importance(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self._profile.get("importance", {}).items()}
+
+    def baseline(self) -> dict[str, float]:
+        return {k: float(v["mean"]) for k, v in self._metrics.get("model", {}).items()}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
