@@ -3,16 +3,13 @@ module outside the registry branches on a strategy's name."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from mlcanary.control.strategies import STRATEGIES, RolloutStrategy, strategy_named
 from mlcanary.errors import InvalidInput
 from mlcanary.store.deployments import DEFAULT_STEPS, Deployment
+from tests.names import branches_on_names, breaches
 
-PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mlcanary"
 EVERY = pytest.mark.parametrize("strategy", list(STRATEGIES.values()), ids=list(STRATEGIES))
 RAMPS = [DEFAULT_STEPS, (50.0, 100.0), (100.0,)]
 
@@ -87,25 +84,7 @@ def test_status_shows_the_same_fields_for_every_strategy(strategy: RolloutStrate
     assert set(fields) == {"step", "steps"}
 
 
-def branches_on_names(source: str) -> list[int]:
-    """Lines comparing something with a strategy's name (``==``, ``!=``, ``in``)."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Compare):
-            values = [node.left, *node.comparators]
-            for value in values:
-                options = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) \
-                    else [value]
-                if any(isinstance(o, ast.Constant) and o.value in STRATEGIES for o in options):
-                    found.append(node.lineno)
-    return found
-
-
 def test_no_module_outside_the_registry_branches_on_a_strategy_name() -> None:
-    assert branches_on_names('if d.strategy == "shadow":\n    pass\n') == [1]
-    assert branches_on_names('x = "canary"\n') == []
-    breaches = [f"{path.relative_to(PACKAGE)}:{line}"
-                for path in sorted(PACKAGE.rglob("*.py"))
-                if path.name != "strategies.py"
-                for line in branches_on_names(path.read_text(encoding="utf-8"))]
-    assert breaches == []
+    assert branches_on_names('if d.strategy == "shadow":\n    pass\n', STRATEGIES) == [1]
+    assert branches_on_names('x = "canary"\n', STRATEGIES) == []
+    assert breaches(STRATEGIES, "control/strategies.py") == []

@@ -40,12 +40,13 @@ import pandas as pd
 from scipy import stats
 
 from mlcanary.monitor.detectors import (
+    DETECTORS,
+    OWNER,
     CategoricalReference,
+    ColumnReference,
     NumericReference,
+    Role,
     TestResult,
-    categorical_test,
-    missing_rate_test,
-    numeric_tests,
     to_numbers,
 )
 from mlcanary.monitor.multivariate import domain_classifier_test
@@ -53,7 +54,6 @@ from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX
 from mlcanary.signature import Signature
 
 Correction = Literal["bh", "bonferroni"]
-Role = Literal["feature", "prediction"]
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,6 @@ class DriftSettings:
                 raise ValueError(
                     f"drift settings {name!r}: expected >= 0, got {getattr(self, name)}"
                 )
-
-
-@dataclass(frozen=True)
-class ColumnReference:
-    """One reference column as the tests need it; both halves None for datetime columns."""
-
-    name: str
-    role: Role
-    n_rows: int
-    n_missing: int
-    numeric: NumericReference | None = None
-    categorical: CategoricalReference | None = None
 
 
 @dataclass(frozen=True)
@@ -368,17 +356,7 @@ def analyse(
 
 
 def _column_tests(column: ColumnReference, values: pd.Series) -> list[TestResult]:
-    out: list[TestResult] = []
-    if column.role == "feature":  # a missing prediction says nothing about the inputs
-        missing = int(values.isna().sum())
-        out.append(
-            missing_rate_test(column.name, column.n_missing, column.n_rows, missing, len(values))
-        )
-    if column.numeric is not None:
-        out.extend(numeric_tests(column.name, column.numeric, to_numbers(values)))
-    elif column.categorical is not None:
-        out.extend(categorical_test(column.name, column.categorical, values))
-    return out
+    return [t for d in DETECTORS.values() if d.applies(column) for t in d.run(column, values)]
 
 
 def significant(p_values: np.ndarray, alpha: float, correction: Correction) -> np.ndarray:
@@ -393,29 +371,19 @@ def significant(p_values: np.ndarray, alpha: float, correction: Correction) -> n
 def decide(tests: list[TestResult], settings: DriftSettings) -> list[TestResult]:
     """Set ``drift`` on every result: significant after correction and material.
 
-    The correction runs over every p-value of the window (all columns, all tests). A
+    The correction runs over every p-value of the window (all columns, all tests); the
+    detector that owns a result (``detectors.OWNER``) says whether it is material. A
     numeric column's KS and PSI rows share one decision: KS says whether the
     difference is real, Wasserstein or PSI whether it is large enough.
     """
     with_p = [t for t in tests if t.p_value is not None]
     p_values = np.array([t.p_value for t in with_p], dtype=float)
     passed = significant(p_values, settings.alpha, settings.correction)
-    psi = {t.feature: t.effect_size or 0.0 for t in tests if t.test == "psi"}
-
-    def material(t: TestResult) -> bool:
-        effect = t.effect_size or 0.0
-        if t.test == "ks":
-            return (
-                effect >= settings.wasserstein_threshold
-                or psi.get(t.feature, 0.0) >= settings.psi_threshold
-            )
-        if t.test == "chi2":
-            return effect >= settings.categorical_threshold
-        return t.test == "missing" and effect >= settings.missing_threshold
-
+    columns: dict[str, dict[str, TestResult]] = {}
+    for t in tests:
+        columns.setdefault(t.feature, {})[t.test] = t
     flagged = {
-        (t.feature, t.test) for t, ok in zip(with_p, passed, strict=True) if ok and material(t)
+        (t.feature, t.test) for t, ok in zip(with_p, passed, strict=True)
+        if ok and OWNER[t.test].material(t, columns[t.feature], settings)
     }
-    return [
-        replace(t, drift=(t.feature, "ks" if t.test == "psi" else t.test) in flagged) for t in tests
-    ]
+    return [replace(t, drift=(t.feature, OWNER[t.test].name) in flagged) for t in tests]

@@ -17,14 +17,19 @@ too small to matter, and at 50 rows an effect size is mostly noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+if TYPE_CHECKING:
+    from mlcanary.monitor.decision import DriftSettings
+
 TestName = Literal["ks", "psi", "chi2", "missing", "domain_classifier"]
+Role = Literal["feature", "prediction"]
 
 PSI_SMOOTHING = 0.5
 """Pseudo-count added to every PSI bin, in the reference and in the window."""
@@ -342,3 +347,107 @@ def missing_rate_test(
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_reference + 1 / n_window))
     z = (p_win - p_ref) / se
     return TestResult(feature, "missing", z, math.erfc(abs(z) / math.sqrt(2)), effect)
+
+
+# --- the detector interface and its registry -------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnReference:
+    """One reference column as the tests need it; both halves None for datetime columns."""
+
+    name: str
+    role: Role
+    n_rows: int
+    n_missing: int
+    numeric: NumericReference | None = None
+    categorical: CategoricalReference | None = None
+
+
+class Detector(Protocol):
+    """One family of column tests: where it applies, its window half, and when a result
+    that is significant (after the window's correction) is also large enough to matter."""
+
+    name: TestName
+    """The result its decision is taken on; it carries the p-value."""
+    companions: tuple[TestName, ...]
+    """Further results it returns that share that decision (no p-value of their own)."""
+
+    def applies(self, column: ColumnReference) -> bool: ...
+
+    def run(self, column: ColumnReference, values: pd.Series) -> list[TestResult]:
+        """The window's results for this column (none when there is nothing to compare)."""
+        ...
+
+    def material(self, result: TestResult, column: Mapping[str, TestResult],
+                 settings: DriftSettings) -> bool:
+        """Whether a significant ``result`` (``column``: every result of its column) drifts."""
+        ...
+
+
+class MissingRate:
+    """The share of missing values, on input columns of every kind."""
+
+    name: TestName = "missing"
+    companions: tuple[TestName, ...] = ()
+
+    def applies(self, column: ColumnReference) -> bool:
+        return column.role == "feature"  # a missing prediction says nothing about the inputs
+
+    def run(self, column: ColumnReference, values: pd.Series) -> list[TestResult]:
+        missing = int(values.isna().sum())
+        return [missing_rate_test(column.name, column.n_missing, column.n_rows, missing,
+                                  len(values))]
+
+    def material(self, result: TestResult, column: Mapping[str, TestResult],
+                 settings: DriftSettings) -> bool:
+        return (result.effect_size or 0.0) >= settings.missing_threshold
+
+
+class NumericDistribution:
+    """KS for significance; Wasserstein distance or PSI for size (numbers and booleans)."""
+
+    name: TestName = "ks"
+    companions: tuple[TestName, ...] = ("psi",)
+
+    def applies(self, column: ColumnReference) -> bool:
+        return column.numeric is not None
+
+    def run(self, column: ColumnReference, values: pd.Series) -> list[TestResult]:
+        assert column.numeric is not None
+        return numeric_tests(column.name, column.numeric, to_numbers(values))
+
+    def material(self, result: TestResult, column: Mapping[str, TestResult],
+                 settings: DriftSettings) -> bool:
+        psi = column.get("psi")
+        return ((result.effect_size or 0.0) >= settings.wasserstein_threshold
+                or (psi is not None and (psi.effect_size or 0.0) >= settings.psi_threshold))
+
+
+class CategoricalDistribution:
+    """Chi-squared on pooled cells for significance, Jensen-Shannon distance for size."""
+
+    name: TestName = "chi2"
+    companions: tuple[TestName, ...] = ()
+
+    def applies(self, column: ColumnReference) -> bool:
+        return column.categorical is not None
+
+    def run(self, column: ColumnReference, values: pd.Series) -> list[TestResult]:
+        assert column.categorical is not None
+        return categorical_test(column.name, column.categorical, values)
+
+    def material(self, result: TestResult, column: Mapping[str, TestResult],
+                 settings: DriftSettings) -> bool:
+        return (result.effect_size or 0.0) >= settings.categorical_threshold
+
+
+DETECTORS: dict[str, Detector] = {
+    d.name: d for d in (MissingRate(), NumericDistribution(), CategoricalDistribution())
+}
+"""Every column detector, in the order its results are reported."""
+
+OWNER: dict[str, Detector] = {
+    name: d for d in DETECTORS.values() for name in (d.name, *d.companions)
+}
+"""The detector that decides each result name."""
