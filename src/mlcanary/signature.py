@@ -38,6 +38,17 @@ class ColumnSpec:
     def datatype(self) -> V2Datatype:
         return DATATYPE[self.kind]
 
+    def category_set(self) -> frozenset[str]:
+        """``categories`` as a set, built once per list (validation checks each request by
+        it); a replaced or grown list is read again."""
+        cached: tuple[list[str] | None, int, frozenset[str]] | None = getattr(
+            self, "_category_set", None)
+        categories = self.categories
+        if cached is None or cached[0] is not categories or cached[1] != len(categories or ()):
+            cached = (categories, len(categories or ()), frozenset(categories or ()))
+            self._category_set = cached
+        return cached[2]
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "datatype": self.datatype}
 

@@ -250,7 +250,7 @@ def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen) -> ArrayLike:
     # An unused column's new values (a new ID, a constant that varies) are news for the
     # monitor, not a reason to refuse the request.
     if spec.kind == "categorical" and spec.used and spec.categories is not None:
-        texts = _known_categories(texts, spec.categories, column.where, unseen)
+        texts = _known_categories(texts, spec, column.where, unseen)
     return texts
 
 
@@ -372,10 +372,10 @@ def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str) -> None:
 
 
 def _known_categories(
-    texts: np.ndarray, categories: list[str], where: str, unseen: Unseen
+    texts: np.ndarray, spec: ColumnSpec, where: str, unseen: Unseen
 ) -> np.ndarray:
     """Check (or, under "missing", blank in place) the values training never saw."""
-    allowed = _category_set(categories)
+    allowed = spec.category_set()
     rows = [i for i, t in enumerate(texts.tolist()) if t is not None and t not in allowed]
     if not rows:
         return texts
@@ -389,26 +389,8 @@ def _known_categories(
     others = f" ({distinct} unseen values in all)" if distinct > 1 else ""
     raise InvalidInput(
         f"{where}: unseen category {texts[row]!r} at row {row}{others}; "
-        f"expected one of {_listed(categories)}"
+        f"expected one of {_listed(spec.categories or [])}"
     )
-
-
-_SETS: dict[int, tuple[list[str], int, frozenset[str]]] = {}
-
-
-def _category_set(categories: list[str]) -> frozenset[str]:
-    """The set of a signature's categories, built once per list, not once per request.
-
-    Keyed by the list's identity; the entry holds the list, so the key cannot be reused,
-    and a list whose length changed is read again. (Training makes category lists and
-    replaces them, never edits them.)
-    """
-    found = _SETS.get(id(categories))
-    if found is None or found[0] is not categories or found[1] != len(categories):
-        if len(_SETS) > 4096:  # many versions loaded over a long life: start again
-            _SETS.clear()
-        found = _SETS[id(categories)] = (categories, len(categories), frozenset(categories))
-    return found[2]
 
 
 def _listed(names: Sequence[str], k: int = 10) -> str:
