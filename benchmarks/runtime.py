@@ -10,10 +10,9 @@ on one pinned core:
 * ``mlcanary onnx``: ``OnnxRuntime.predict`` from validated columns (what the batcher hands
   it) to labels and float64 probabilities: building the inputs, the run of that graph
   extended by the class prior and the decision, the labels;
-* ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it (for
-  these LightGBM models the jit runtime, ``serve/jit.py``, where it verifies and is the
-  fastest; the table's note says which);
-* ``jit``, ``compiled`` and ``native``: each runtime on its own, for context.
+* ``mlcanary chosen``: what the server serves with, as ``choice.choose`` picks it (the
+  first of onnx, compiled, native that verifies; the table's note says which);
+* ``compiled`` and ``native``: each runtime on its own, for context.
 
 It also prints where one call's time goes at 1 and 16 rows (the graph's run, building
 the inputs, the labels, each alone, against ``predict``), what decoding one request
@@ -71,7 +70,6 @@ from mlcanary.models.runtime import NativeRuntime
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.dates import all_known, iso_stamps
-from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.validation import columns_from_frame, columns_from_tensors, tensors_from_frame
@@ -81,7 +79,7 @@ from mlcanary.train.spec import TrainSpec
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 BATCHES = (1, 16, 64, 512)
-METHODS = ("raw onnx", "mlcanary onnx", "mlcanary chosen", "jit", "compiled", "native")
+METHODS = ("raw onnx", "mlcanary onnx", "mlcanary chosen", "compiled", "native")
 SERVED = ("decode", "decode + raw onnx", "decode + mlcanary onnx", "decode + mlcanary chosen")
 TARGET = 1.2
 BLOCK = 8
@@ -207,7 +205,6 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
     runtimes = {
         "mlcanary onnx": onnx,
         "mlcanary chosen": chosen,
-        "jit": JitRuntime(result.pipeline, result.signature),
         "compiled": CompiledRuntime(result.pipeline, result.signature),
         "native": NativeRuntime(result.pipeline, result.signature),
     }

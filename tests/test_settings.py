@@ -77,7 +77,7 @@ def mlcanary(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     ("MLCANARY_LOG_SAMPLE_RATE", "2", "expected a number <= 1.0; got '2'"),
     ("MLCANARY_ADMIN_TOKEN", "", "expected a non-empty secret"),
     ("MLCANARY_INFERENCE_TOKEN", "", "expected a non-empty secret"),
-    ("MLCANARY_RUNTIME", "gpu", "expected 'auto', 'native', 'compiled', 'onnx' or 'jit'"),
+    ("MLCANARY_RUNTIME", "gpu", "expected 'auto', 'native', 'compiled' or 'onnx'"),
     ("MLCANARY_ACCESS_LOG", "maybe", "expected true or false; got 'maybe'"),
 ])
 def test_serve_with_a_bad_setting_exits_2_naming_it(

@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     unseen_categories: Literal["reject", "missing"] = "reject"
     """A category the model never saw: refuse the request (400) or treat it as missing."""
 
-    runtime: Literal["auto", "native", "compiled", "onnx", "jit"] = "auto"
-    """Which runtime serves: ``auto`` times every runtime that matches the native pipeline
-    on the version's reference rows and takes the fastest; another value forces one."""
+    runtime: Literal["auto", "native", "compiled", "onnx"] = "auto"
+    """Which runtime serves: ``auto`` takes the first of onnx, compiled, native that matches
+    the native pipeline on the version's reference rows; another value forces one."""
 
     max_batch_size: int = Field(default=512, ge=1)
     """Most rows one predict call takes when concurrent requests are merged."""

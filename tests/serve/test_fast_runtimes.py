@@ -1,4 +1,4 @@
-"""The compiled, ONNX and jit runtimes reproduce the native pipeline, or step aside."""
+"""The compiled and ONNX runtimes reproduce the native pipeline, or step aside."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from mlcanary.demo import make_churn
 from mlcanary.models.runtime import NativeRuntime, Prediction
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime, float_column, one_number_row, unwrap
-from mlcanary.serve.jit import JitRuntime
 from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
 from mlcanary.serve.onnx import OnnxRuntime, _float_input
 from mlcanary.serve.runtime import Unsupported
@@ -75,8 +74,7 @@ def skewed_classes() -> pd.DataFrame:
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(target=y)
 
 
-FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5),
-        "jit": (JitRuntime, 1e-9)}
+FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
 
 
 def scores(prediction: Prediction) -> np.ndarray:
@@ -99,10 +97,6 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
     # The server hands validated columns, not a DataFrame: both must give the same answer.
     columns = columns_from_frame(clean, result.signature)
     for kind, (factory, tolerance) in FAST.items():
-        if kind == "jit" and model != "lightgbm":  # trees only: the others step aside
-            with pytest.raises(Unsupported, match="estimator"):
-                factory(result.pipeline, result.signature)
-            continue
         fast = factory(result.pipeline, result.signature)
         if kind == "onnx" and result.signature.task == "regression":
             # Float32 trees cannot hold 1e-5 on values in the hundreds: the choice refuses it.
@@ -146,9 +140,8 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
     result = fitted(tmp_path, frame, "churned", "lightgbm")
     reference = frame.drop(columns="churned").head(300)
     runtime, why = choose(result.pipeline, result.signature, reference)
-    assert why.startswith(f"{runtime.kind} runtime")
-    assert all(kind in why for kind in ("native", "compiled", "onnx", "jit")) and "µs" in why
-    for wanted in ("native", "compiled", "onnx", "jit"):
+    assert runtime.kind == "onnx" and why.startswith("onnx runtime (max abs difference")
+    for wanted in ("native", "compiled", "onnx"):
         forced, note = choose(result.pipeline, result.signature, reference, wanted)
         assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
 

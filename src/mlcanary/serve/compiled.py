@@ -209,7 +209,7 @@ def float_column(values: Any) -> np.ndarray:
 
 def number_rows(rows: Rows, columns: list[str], dtype: Any) -> np.ndarray:
     """[k, n] of ``dtype``, one row per numeric column, NaN in the gaps, as ``ToFloat`` reads
-    them: the ONNX and jit runtimes' numbers in the layout they build most cheaply.
+    them: the ONNX runtime's numbers in the layout they build most cheaply.
 
     Validated numbers are float64 arrays, integers and booleans masked arrays: their data
     converts with the rest in one C call, and their gaps are set after (np.count_nonzero:

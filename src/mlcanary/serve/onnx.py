@@ -19,8 +19,7 @@ each in the layout the validated columns give with the fewest NumPy calls (see "
 below): numbers as one float32 row per column, transposed by the graph; dates as every
 calendar part the date cache holds, picked and cast by the graph (ONNX cannot parse
 dates); text as strings, with missing values as ``MISSING``. A lone row (a single
-client's request) is read value by value, with one NumPy call per input, and ``run``
-goes straight to the session's C++ binding (see ``_bound_run``).
+client's request) is read value by value, with one NumPy call per input.
 
 The class prior of a reweighted model goes into the tree ensemble's base values (see
 ``_trees_alone``); after the model the graph takes the decision (see ``_decided``), so one
@@ -109,7 +108,6 @@ class OnnxRuntime:
             self.proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         self.outputs = [o.name for o in self.proto.graph.output]
-        self._run = _bound_run(self.session)
 
     def inputs(self, rows: Rows) -> dict[str, np.ndarray]:
         """The graph's inputs for a batch (what a raw ONNX Runtime caller would pass)."""
@@ -122,7 +120,7 @@ class OnnxRuntime:
         return {name: feed(rows) for name, feed in self.feeds}
 
     def predict(self, rows: Rows) -> Prediction:
-        out = self._run(self.outputs, self.inputs(rows), None)
+        out = self.session.run(self.outputs, self.inputs(rows))
         if self.classes is None:
             return Prediction(out[0], None)
         return Prediction(self.classes[out[0]], out[1])
@@ -495,21 +493,6 @@ def _float_input(rows: Rows, columns: list[str]) -> np.ndarray:
         if all(dtype.kind == "f" for dtype in frame.dtypes):
             return np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T)
     return number_rows(rows, columns, np.float32)
-
-
-def _bound_run(session: Any) -> Callable[[list[str], dict[str, np.ndarray], Any], Any]:
-    """``session.run`` without its per-call checks, where this ONNX Runtime has them apart.
-
-    The public ``run`` checks, in Python, each call's input names, graph-capture options and
-    OrtValue ownership before it calls the C++ binding: ~7 µs a call here, as much as
-    building a row's inputs. This runtime always passes the graph's own inputs (NumPy
-    arrays, never OrtValues, no run options), so the checks are facts of the graph, and
-    ``tests/serve/test_fast_runtimes.py`` holds both paths to the same answers.
-    """
-    binding = getattr(session, "_sess", None)
-    run = getattr(binding, "run", None)
-    return cast(Callable[[list[str], dict[str, np.ndarray], Any], Any],
-                run if callable(run) else session.run)
 
 
 def _text_input(rows: Rows, columns: list[str]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Fast runtimes' shared parts (the interface and the native runtime are in ``models/``).
 
-The native runtime is the fitted scikit-learn / LightGBM pipeline itself; ``compiled``,
-``onnx`` and ``jit`` are faster ways to the same answer, and ``choice`` picks among them.
+The native runtime is the fitted scikit-learn / LightGBM pipeline itself; ``onnx`` and
+``compiled`` are faster ways to the same answer, and ``choice`` picks among them.
 Every runtime answers ``predict(rows) -> Prediction`` and must give the same answer for a
 batch as for its rows one by one (the contract tests check it).
 """
@@ -13,30 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.core.arrays.masked import BaseMaskedArray
-
-from mlcanary.models.runtime import Prediction, Rows, Runtime
 
 
 class Unsupported(Exception):
     """A pipeline step a runtime cannot serve; another runtime serves instead."""
-
-
-class LoneRows:
-    """A runtime that sends one-row batches of validated columns to ``row`` and every other
-    batch to ``batches`` (whose kind it reports)."""
-
-    def __init__(self, batches: Runtime, row: Runtime, first_column: str) -> None:
-        self.batches = batches
-        self.row = row
-        self.first_column = first_column
-        self.kind = batches.kind
-        self.threshold = getattr(batches, "threshold", None)
-
-    def predict(self, rows: Rows) -> Prediction:
-        if not isinstance(rows, pd.DataFrame) and len(rows[self.first_column]) == 1:
-            return self.row.predict(rows)
-        return self.batches.predict(rows)
 
 
 _PLAIN = {np.ndarray}
@@ -52,9 +32,9 @@ def row_numbers(data: Sequence[Any]) -> list[float] | None:
     for column in data:
         if type(column) is np.ndarray:
             values.append(column.item(0))
-        elif isinstance(column, BaseMaskedArray):
-            masked: Any = column  # pandas types neither attribute
-            values.append(NAN if masked._mask.item(0) else masked._data.item(0))
+        elif isinstance(column, pd.api.extensions.ExtensionArray):  # a nullable column
+            value = column[0]
+            values.append(NAN if value is pd.NA else value)
         else:
             return None
     return values
