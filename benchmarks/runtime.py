@@ -72,6 +72,7 @@ from mlcanary.serve.compiled import CompiledRuntime
 from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
+from mlcanary.serve.onnx_convert import convert
 from mlcanary.serve.validation import columns_from_frame, columns_from_tensors, tensors_from_frame
 from mlcanary.train.fit import train
 from mlcanary.train.spec import TrainSpec
@@ -163,8 +164,8 @@ def interference(raw: Any, output: str, feeds: dict[str, Any], budget: float
             "extra after numpy calls": us["numpy calls, run"] - us["numpy calls"] - us["run"]}
 
 
-def breakdown(onnx: OnnxRuntime, raw: Any, columns: dict[str, Any], budget: float
-              ) -> dict[int, dict[str, float]]:
+def breakdown(onnx: OnnxRuntime, raw: Any, score_output: str, columns: dict[str, Any],
+              budget: float) -> dict[int, dict[str, float]]:
     """µs of each part of ``predict`` at 1 and 16 rows, each in its own tight loop.
 
     What the parts add up to, against ``predict`` itself, is what they do to each other
@@ -176,8 +177,8 @@ def breakdown(onnx: OnnxRuntime, raw: Any, columns: dict[str, Any], budget: floa
         feeds = onnx.inputs(batch)
         answer = onnx.session.run(onnx.outputs, feeds)
         parts: dict[str, Callable[[], Any]] = {
-            "raw run": lambda f=feeds: raw.run([onnx.score_output], f),
-            "graph run": lambda f=feeds: onnx._run(onnx.outputs, f, None),
+            "raw run": lambda f=feeds: raw.run([score_output], f),
+            "graph run": lambda f=feeds: onnx.session.run(onnx.outputs, f),
             "inputs": lambda x=batch: onnx.inputs(x),
             "labels": (lambda a=answer: onnx.classes[a[0]]) if onnx.classes is not None
             else (lambda: None),
@@ -198,10 +199,13 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
     progress.remove_task(task)
     rows = frame.drop(columns=target).head(max(BATCHES))
     columns = columns_from_frame(rows, result.signature)
-    onnx = OnnxRuntime(result.pipeline, result.signature)
-    raw = ort.InferenceSession(onnx.scores.SerializeToString(), onnx.options,
+    plan, scores = convert(result.pipeline, result.signature)
+    onnx = OnnxRuntime(plan, result.signature)
+    score_output = str(scores.graph.output[-1].name)  # probabilities, or the value
+    raw = ort.InferenceSession(scores.SerializeToString(), onnx.options,
                                providers=["CPUExecutionProvider"])
-    chosen, why = choose(result.pipeline, result.signature, rows.head(300))
+    choice = choose(result.pipeline, result.signature, rows.head(300))
+    chosen, why = choice.runtime, choice.note
     runtimes = {
         "mlcanary onnx": onnx,
         "mlcanary chosen": chosen,
@@ -224,7 +228,7 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
                                             "reject")
 
             calls: dict[str, Callable[[], Any]] = {
-                "raw onnx": lambda f=feeds: raw.run([onnx.score_output], f),
+                "raw onnx": lambda f=feeds: raw.run([score_output], f),
                 **{m: (lambda r=r, x=batch: r.predict(x)) for m, r in runtimes.items()},
             }
             for method in calls:
@@ -232,7 +236,7 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
             served = interleaved({
                 "decode": decode,
                 "decode + raw onnx": lambda f=feeds, d=decode: (
-                    d(), raw.run([onnx.score_output], f)),
+                    d(), raw.run([score_output], f)),
                 "decode + mlcanary onnx": lambda d=decode: onnx.predict(d()),
                 "decode + mlcanary chosen": lambda d=decode: chosen.predict(d()),
             }, budget, block=BLOCK)
@@ -247,8 +251,8 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
             "parse": lambda t=texts[:b]: iso_stamps(t),
             "look up": lambda t=texts[:b]: all_known(t),
         }, budget).items()} for b in BATCHES}
-    out["breakdown"] = breakdown(onnx, raw, columns, budget * 2)
-    out["interference"] = interference(raw, onnx.score_output, onnx.inputs(
+    out["breakdown"] = breakdown(onnx, raw, score_output, columns, budget * 2)
+    out["interference"] = interference(raw, score_output, onnx.inputs(
         {name: values[:1] for name, values in columns.items()}), budget * 2)
     for b in BATCHES:
         s = samples[b]

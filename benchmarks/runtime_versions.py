@@ -77,7 +77,8 @@ def compare(result: Any, rows: Any, before: ModuleType, budget: float,
             made = {}
             for name in (first, "now" if first == "before" else "before"):
                 module = before if name == "before" else current
-                made[name] = module.OnnxRuntime(result.pipeline, result.signature)
+                make = getattr(module.OnnxRuntime, "convert", module.OnnxRuntime)  # converted since
+                made[name] = make(result.pipeline, result.signature)
             now, old = made["now"], made["before"]
             times = interleaved({
                 "now": lambda r=now, x=batch: r.predict(x),

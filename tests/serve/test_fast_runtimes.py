@@ -13,10 +13,9 @@ from mlcanary.config import Settings
 from mlcanary.demo import make_churn
 from mlcanary.models.runtime import NativeRuntime, Prediction
 from mlcanary.serve.choice import choose
-from mlcanary.serve.compiled import CompiledRuntime, float_column, one_number_row, unwrap
-from mlcanary.serve.lightgbm_api import ONE_THREAD, MatrixPredictor
+from mlcanary.serve.compiled import ONE_THREAD, CompiledRuntime, lightgbm_scores, unwrap
 from mlcanary.serve.onnx import OnnxRuntime, _float_input
-from mlcanary.serve.runtime import Unsupported
+from mlcanary.serve.runtime import Unsupported, float_column, one_number_row
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.train.fit import TrainResult, train
 from mlcanary.train.spec import TrainSpec
@@ -74,7 +73,7 @@ def skewed_classes() -> pd.DataFrame:
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(target=y)
 
 
-FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime, 1e-5)}
+FAST = {"compiled": (CompiledRuntime, 1e-9), "onnx": (OnnxRuntime.convert, 1e-5)}
 
 
 def scores(prediction: Prediction) -> np.ndarray:
@@ -100,7 +99,7 @@ def test_fast_runtimes_equal_native_on_fresh_rows(case: str, tmp_path: Path) -> 
         fast = factory(result.pipeline, result.signature)
         if kind == "onnx" and result.signature.task == "regression":
             # Float32 trees cannot hold 1e-5 on values in the hundreds: the choice refuses it.
-            _, why = choose(result.pipeline, result.signature, clean, "auto")
+            why = choose(result.pipeline, result.signature, clean, "auto").note
             diff = np.abs(scores(fast.predict(rows)) - scores(native.predict(rows))).max()
             assert diff < 1e-5 or "onnx: differed by" in why, why
             continue
@@ -123,9 +122,9 @@ def test_unsupported_estimators_keep_the_native_runtime(tmp_path: Path) -> None:
     with pytest.raises(Unsupported, match="RandomForestClassifier"):
         CompiledRuntime(result.pipeline, result.signature)
     with pytest.raises(Unsupported, match="RandomForestClassifier"):
-        OnnxRuntime(result.pipeline, result.signature)
-    runtime, why = choose(result.pipeline, result.signature, frame.drop(columns="target"))
-    assert isinstance(runtime, NativeRuntime) and "RandomForestClassifier" in why
+        OnnxRuntime.convert(result.pipeline, result.signature)
+    choice = choose(result.pipeline, result.signature, frame.drop(columns="target"))
+    assert isinstance(choice.runtime, NativeRuntime) and "RandomForestClassifier" in choice.note
 
 
 def test_a_forced_runtime_that_cannot_serve_is_refused(tmp_path: Path) -> None:
@@ -139,11 +138,14 @@ def test_choice_says_which_runtime_serves_and_why(tmp_path: Path) -> None:
     frame = make_churn(1500, seed=3)
     result = fitted(tmp_path, frame, "churned", "lightgbm")
     reference = frame.drop(columns="churned").head(300)
-    runtime, why = choose(result.pipeline, result.signature, reference)
-    assert runtime.kind == "onnx" and why.startswith("onnx runtime (max abs difference")
+    choice = choose(result.pipeline, result.signature, reference)
+    assert choice.runtime.kind == "onnx"
+    assert choice.note.startswith("onnx runtime (max abs difference")
     for wanted in ("native", "compiled", "onnx"):
-        forced, note = choose(result.pipeline, result.signature, reference, wanted)
-        assert forced.kind == wanted and note.startswith(f"{wanted} runtime")
+        forced = choose(result.pipeline, result.signature, reference, wanted)
+        assert forced.runtime.kind == wanted and forced.note.startswith(f"{wanted} runtime")
+    after = choose(result.pipeline, result.signature, reference, "auto", start="compiled")
+    assert after.runtime.kind == "compiled"  # a kept choice starts the order where it was
 
 
 @pytest.mark.parametrize("n", [1, 4, 16, 17, 200])
@@ -170,17 +172,15 @@ def test_onnx_float_input_reads_gaps_in_masked_columns_as_the_column_path_does(n
     assert one.dtype == np.float32 and one.flags.c_contiguous and one.shape == (4, 1)
 
 
-def test_lightgbm_through_its_c_api_gives_the_boosters_scores_on_one_thread_and_on_all(
+def test_lightgbm_trees_give_the_boosters_scores_on_one_thread_and_on_all(
     tmp_path: Path,
 ) -> None:
     frame = load_diabetes(as_frame=True).frame
     result = fitted(tmp_path, frame, "target", "lightgbm")
     model = unwrap(result.pipeline, result.signature)[1][-1]
     booster, n = model.model_.booster_, model.n_estimators_
-    trees = MatrixPredictor(booster, n)
+    trees = lightgbm_scores(model)
     rng = np.random.default_rng(0)
     for rows in (1, 64, ONE_THREAD + 500):  # the last on every core
-        X = rng.normal(size=(rows, trees.width))
+        X = rng.normal(size=(rows, booster.num_feature()))
         np.testing.assert_array_equal(trees(X), booster.predict(X, num_iteration=n))
-    with pytest.raises(ValueError, match=f"3 features, the model takes {trees.width}"):
-        trees(np.zeros((2, 3)))

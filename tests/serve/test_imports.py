@@ -7,7 +7,9 @@ module that imported it, which tells who pulled a module in.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from pathlib import Path
 
 from tests.serve.conftest import registered_churn, running_server
@@ -37,6 +39,12 @@ def import_tree(lines: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def profiled(log: str) -> list[tuple[str, str]]:
+    """The import tree of a server's log (its ``PYTHONPROFILEIMPORTTIME`` lines)."""
+    return import_tree([ln for ln in log.splitlines()
+                        if ln.startswith("import time:") and "imported package" not in ln])
+
+
 def test_the_import_tree_names_who_imported_each_module() -> None:
     profile = [
         "import time: self [us] | cumulative | imported package",
@@ -52,11 +60,31 @@ def test_the_server_imports_no_training_tuning_or_plotting_code(tmp_path: Path) 
     with running_server(home, ["churn"], PYTHONPROFILEIMPORTTIME="1",
                         MLCANARY_MONITOR="false") as running:
         log = running.log
-    lines = [ln for ln in Path(log).read_text().splitlines()
-             if ln.startswith("import time:") and "imported package" not in ln]
-    assert len(lines) > 100, "no import profile: PYTHONPROFILEIMPORTTIME had no effect"
-    tree = import_tree(lines)
+    tree = profiled(Path(log).read_text())
+    assert len(tree) > 100, "no import profile: PYTHONPROFILEIMPORTTIME had no effect"
     assert "mlcanary.serve.app" in {m for m, _ in tree}
     assert sorted({m for m, _ in tree if NEVER.search(m)}) == []
     assert sorted({f"{m} (from {by})" for m, by in tree
                    if NOT_FROM_MLCANARY.search(m) and by.startswith("mlcanary")}) == []
+
+
+KEPT = re.compile(r"^(sklearn|lightgbm|skl2onnx|onnxmltools)(\.|$)")
+"""Not even imported when the version's ONNX plan was kept from its first start."""
+
+
+def test_a_second_start_serves_the_kept_onnx_plan_without_the_pipeline(tmp_path: Path) -> None:
+    home = registered_churn(tmp_path, 600, seed=4)
+    logs = []
+    for _ in range(2):
+        with running_server(home, ["churn"], PYTHONPROFILEIMPORTTIME="1",
+                            MLCANARY_MONITOR="false") as running:
+            with urllib.request.urlopen(f"{running.url}/v2/models/churn", timeout=10) as resp:
+                note = json.load(resp)["parameters"]["runtime_note"]
+            logs.append((Path(running.log).read_text(), note))
+    (first, first_note), (second, second_note) = logs
+    assert first_note.startswith("onnx runtime") and "kept" not in first_note
+    assert second_note.startswith("onnx runtime") and "kept with the version" in second_note
+    modules = {m for m, _ in profiled(second)}
+    assert "mlcanary.serve.onnx" in modules
+    assert sorted(m for m in modules if KEPT.search(m)) == []
+    assert any(KEPT.search(m) for m, _ in profiled(first))  # the first start converted

@@ -27,7 +27,7 @@ Factory = Callable[[Any, Signature], Runtime]
 RUNTIMES: dict[str, tuple[Factory, float]] = {
     "native": (NativeRuntime, 1e-12),
     "compiled": (CompiledRuntime, 1e-12),
-    "onnx": (OnnxRuntime, 1e-12),
+    "onnx": (OnnxRuntime.convert, 1e-12),
 }
 """Each runtime, and how far a row's scores may be between a batch and the row alone: none
 at all within one runtime."""

@@ -44,10 +44,7 @@ class NativeRuntime:
         self.signature = signature
         self.threshold: float | None = getattr(pipeline, "threshold", None)
         self.model = pipeline.estimator.estimator if self.threshold is not None else pipeline
-        classes = signature.classes
-        self.classes = np.asarray(classes, dtype=object) if classes is not None else None
-        if classes is not None and all(isinstance(c, int | np.integer) for c in classes):
-            self.classes = np.asarray(classes, dtype=np.int64)
+        self.classes = class_labels(signature)
 
     def predict(self, rows: Rows) -> Prediction:
         if not isinstance(rows, pd.DataFrame):
@@ -56,6 +53,17 @@ class NativeRuntime:
             return Prediction(np.asarray(self.model.predict(rows), dtype=np.float64), None)
         proba = np.asarray(self.model.predict_proba(rows), dtype=np.float64)
         return decide(proba, self.classes, self.threshold)
+
+
+def class_labels(signature: Signature) -> np.ndarray | None:
+    """The signature's classes as an array labels are looked up in (integers as int64, so
+    labels keep their type); None for a regressor."""
+    classes = signature.classes
+    if classes is None:
+        return None
+    if all(isinstance(c, int | np.integer) for c in classes):
+        return np.asarray(classes, dtype=np.int64)
+    return np.asarray(classes, dtype=object)
 
 
 def decide(proba: np.ndarray, classes: np.ndarray, threshold: float | None) -> Prediction:

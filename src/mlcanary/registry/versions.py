@@ -183,6 +183,19 @@ class ModelRegistry:
             mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(where))
         )
 
+    def kept(self, info: VersionInfo, folder: str, dst: Path) -> Path | None:
+        """Files kept beside a version, in its run's artifact ``folder``; None if none."""
+        if not info.run_id or not self.client.list_artifacts(info.run_id, folder):
+            return None
+        return Path(self.client.download_artifacts(info.run_id, folder, str(dst)))
+
+    def keep(self, info: VersionInfo, folder: str, src: Path) -> None:
+        """Keep the files of ``src`` beside a version, in its run's artifact ``folder``
+        (the model directory the version points at is never changed)."""
+        if not info.run_id:
+            raise NotFound(f"model '{info.name}' version {info.version}: has no run")
+        self.client.log_artifacts(info.run_id, str(src), folder)
+
     def load(self, name: str, ref: int | str = "champion") -> Any:
         """The fitted pipeline of a version, through MLflow's scikit-learn loader."""
         import mlflow.sklearn

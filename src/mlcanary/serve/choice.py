@@ -9,13 +9,15 @@ the compiled runtime to ``compiled.TOLERANCE``, with the same labels wherever th
 score is not within that tolerance of the decision threshold. Nothing is timed at load, so
 which runtime serves a version does not depend on how busy the machine was.
 
-A forced runtime (``wanted`` other than ``auto``) must verify the same way.
+A forced runtime (``wanted`` other than ``auto``) must verify the same way. The choice
+made for ``auto`` is kept with the version (``serve/kept.py``), so later starts skip it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -39,7 +41,7 @@ Factory = Callable[[Any, Signature], tuple[Runtime, float]]
 def _onnx(pipeline: Any, signature: Signature) -> tuple[Runtime, float]:
     from mlcanary.serve import onnx  # imported when a pipeline is loaded, not with serving
 
-    return onnx.OnnxRuntime(pipeline, signature), onnx.TOLERANCE
+    return onnx.OnnxRuntime.convert(pipeline, signature), onnx.TOLERANCE
 
 
 def _compiled(pipeline: Any, signature: Signature) -> tuple[Runtime, float]:
@@ -51,21 +53,40 @@ def _compiled(pipeline: Any, signature: Signature) -> tuple[Runtime, float]:
 CANDIDATES: dict[str, Factory] = {"onnx": _onnx, "compiled": _compiled}
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The runtime that serves, why, and the native answer it was verified against."""
+
+    runtime: Runtime
+    note: str
+    expected: Prediction
+    """The native pipeline's answer on the reference rows."""
+    threshold: float | None
+
+
 def choose(
-    pipeline: Any, signature: Signature, reference: pd.DataFrame, wanted: RuntimeChoice = "auto"
-) -> tuple[Runtime, str]:
-    """The runtime to serve with, and a sentence saying which and why (metadata, logs)."""
+    pipeline: Any,
+    signature: Signature,
+    reference: pd.DataFrame,
+    wanted: RuntimeChoice = "auto",
+    start: str | None = None,
+) -> Choice:
+    """The runtime to serve with, and a sentence saying which and why (metadata, logs).
+
+    ``start``: begin the order there (a kept choice: the runtimes before it failed)."""
     rows = columns_from_frame(reference, signature)
     native = NativeRuntime(pipeline, signature)
     expected = native.predict(rows)
     order = ORDER if wanted == "auto" else (wanted,)
+    if start is not None and wanted == "auto":
+        order = ORDER[ORDER.index(start):]
     failures: list[str] = []
     for kind in order:
         if kind == "native":
-            return native, _why("native", None, failures)
+            return Choice(native, _why("native", None, failures), expected, native.threshold)
         runtime, found = _verified(kind, pipeline, signature, rows, expected)
         if runtime is not None:
-            return runtime, _why(kind, found, failures)
+            return Choice(runtime, _why(kind, found, failures), expected, native.threshold)
         failures.append(f"{kind}: {found}")
     raise RuntimeError(f"runtime '{wanted}' cannot serve this version: {'; '.join(failures)}")
 
@@ -89,12 +110,21 @@ def _verified(
     except Exception as exc:  # a converter's bug must not stop the server: another serves
         log.warning("runtime %s failed on the reference rows", kind, exc_info=True)
         return None, f"failed ({type(exc).__name__}: {exc})"
+    same, found = compare(expected, got, tolerance, getattr(runtime, "threshold", None))
+    return (runtime if same else None), found
+
+
+def compare(
+    expected: Prediction, got: Prediction, tolerance: float, threshold: float | None
+) -> tuple[bool, str]:
+    """Whether ``got`` matches ``expected`` (scores within ``tolerance``, the same labels
+    away from ties), and the largest difference or why not."""
     difference = _difference(expected, got)
     if difference > tolerance:
-        return None, f"differed by {difference:.1e}"
-    if not _same_labels(expected, got, tolerance, getattr(runtime, "threshold", None)):
-        return None, "gave other labels"
-    return runtime, f"{difference:.1e}"
+        return False, f"differed by {difference:.1e}"
+    if not _same_labels(expected, got, tolerance, threshold):
+        return False, "gave other labels"
+    return True, f"{difference:.1e}"
 
 
 def _difference(expected: Prediction, got: Prediction) -> float:

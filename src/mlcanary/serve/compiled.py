@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.core.arrays.masked import BaseMaskedArray
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -28,8 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from mlcanary.models.runtime import NativeRuntime, Prediction, Rows, decide
 from mlcanary.serve.dates import calendar_parts
-from mlcanary.serve.lightgbm_api import MatrixPredictor
-from mlcanary.serve.runtime import Unsupported, row_numbers
+from mlcanary.serve.runtime import Unsupported, float_column
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
 from mlcanary.train.transformers import AsText, DatetimeParts, ToFloat
@@ -192,53 +190,6 @@ def _floats(rows: Rows, columns: list[str]) -> np.ndarray:
     return out
 
 
-def float_column(values: Any) -> np.ndarray:
-    """One column as float64, read exactly as ``ToFloat`` reads it."""
-    if isinstance(values, np.ndarray) and values.dtype == np.float64:
-        return values
-    if isinstance(values, np.ndarray):
-        return values.astype(np.float64)
-    if isinstance(values, BaseMaskedArray):  # nullable integers and booleans, as validated
-        data, mask = values._data, values._mask  # type: ignore[attr-defined]
-        return np.where(mask, np.nan, data.astype(np.float64))
-    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
-    frame = pd.DataFrame({"x": values})
-    return np.asarray(ToFloat().fit(frame).transform(frame)[:, 0])
-
-
-def number_rows(rows: Rows, columns: list[str], dtype: Any) -> np.ndarray:
-    """[k, n] of ``dtype``, one row per numeric column, NaN in the gaps, as ``ToFloat`` reads
-    them: the ONNX runtime's numbers in the layout they build most cheaply.
-
-    Validated numbers are float64 arrays, integers and booleans masked arrays: their data
-    converts with the rest in one C call, and their gaps are set after (np.count_nonzero:
-    ndarray.any() goes through Python, ~2 µs)."""
-    data, masked = [], []
-    for j, name in enumerate(columns):
-        values = rows[name]
-        if type(values) is np.ndarray and values.dtype.kind in "fiub":
-            data.append(values)
-        elif isinstance(values, BaseMaskedArray):
-            numbers: Any = values  # pandas types neither attribute
-            data.append(numbers._data)
-            masked.append((j, numbers._mask))
-        else:
-            data.append(float_column(values))
-    block = np.array(data, dtype=dtype).reshape(len(data), len(rows[columns[0]]))
-    for j, mask in masked:
-        if np.count_nonzero(mask):
-            block[j][mask] = np.nan
-    return block
-
-
-def one_number_row(rows: Rows, columns: list[str], dtype: Any) -> np.ndarray | None:
-    """``number_rows`` of one validated row: each value read as a Python number (a gap as
-    NaN) and one NumPy call; None if a column is of another form."""
-    values = row_numbers([rows[name] for name in columns])
-    return None if values is None else np.array(values, dtype=dtype).reshape(-1, 1)
-
-
 def _texts(rows: Rows, columns: list[str]) -> np.ndarray:
     if not isinstance(rows, pd.DataFrame):
         data = [rows[name] for name in columns]
@@ -270,10 +221,27 @@ def _missing(X: np.ndarray) -> np.ndarray:
 
 # -- estimators ------------------------------------------------------------------------------
 
+ONE_THREAD = 4096
+"""LightGBM predicts batches up to this many rows on one thread (on every core beyond): on a
+small batch its OpenMP threads wait for each other longer than the trees take."""
+
+
+def lightgbm_scores(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The booster's public ``predict`` up to its early-stopped iteration: float64 features
+    in, as the native pipeline gives LightGBM, so scores are the native ones."""
+    booster, iterations = model.model_.booster_, model.n_estimators_
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        threads = 1 if len(X) <= ONE_THREAD else 0  # 0: LightGBM's default, every core
+        return np.asarray(booster.predict(X, num_iteration=iterations, num_threads=threads))
+
+    return predict
+
+
 
 def _estimator(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if isinstance(model, EarlyStoppedLGBMClassifier):
-        trees = MatrixPredictor(model.model_.booster_, model.n_estimators_)
+        trees = lightgbm_scores(model)
         prior = model.prior_
 
         def classify(X: np.ndarray) -> np.ndarray:
@@ -286,7 +254,7 @@ def _estimator(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 
         return classify
     if isinstance(model, EarlyStoppedLGBMRegressor):
-        return MatrixPredictor(model.model_.booster_, model.n_estimators_)
+        return lightgbm_scores(model)
     if isinstance(model, LogisticRegression):
         coef, intercept = model.coef_, model.intercept_
 

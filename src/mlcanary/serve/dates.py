@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcanary.train.transformers import DatetimeParts
+from mlcanary.columns import calendar_columns
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?\Z")
 _PARTS = ("month", "day", "day_of_week", "hour", "minute")
@@ -70,8 +70,7 @@ def calendar_parts(values: Any, parts: tuple[str, ...] | list[str]) -> np.ndarra
         if table is not None:
             columns = _columns(tuple(parts))
             return table if columns is None else table[:, columns]
-    frame = pd.DataFrame({"x": values}, copy=False)
-    return np.asarray(DatetimeParts(tuple(parts)).fit(frame).transform(frame))
+    return np.column_stack(calendar_columns(pd.Series(values, copy=False), parts))
 
 
 def all_parts(values: Any) -> np.ndarray:

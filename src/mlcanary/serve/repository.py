@@ -7,13 +7,17 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
+
+import pandas as pd
 
 from mlcanary.errors import NotFound
 from mlcanary.models.adapter import ModelAdapter, open_version
 from mlcanary.models.runtime import Runtime
 from mlcanary.registry.versions import ModelRegistry, VersionInfo
+from mlcanary.serve import kept as kept_choice
 from mlcanary.serve.batcher import Batcher
-from mlcanary.serve.choice import choose
+from mlcanary.serve.choice import RuntimeChoice, choose
 from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
@@ -69,28 +73,46 @@ class ModelRepository:
         return self.registry.version(name, self.alias).version
 
     def load_version(self, name: str, version: int) -> ServedModel:
-        """Download, load and check one version: it must answer its own reference rows."""
+        """Download, load and check one version: it must answer its own reference rows.
+
+        A runtime choice kept with the version (``serve/kept.py``) is tried first: a kept
+        ONNX plan serves without unpickling the pipeline."""
         start = time.perf_counter()
         info = self.registry.version(name, version)
-        return self._serve(name, info, open_version(self.registry, name, version), start)
-
-    def _serve(
-        self, name: str, info: VersionInfo, model: ModelAdapter, start: float
-    ) -> ServedModel:
-        """Pick the runtime and check it on the version's reference rows."""
+        wanted = self.registry.settings.runtime
+        kept = kept_choice.read(self.registry, info) if wanted in ("auto", "onnx") else None
+        plan = kept is not None and kept.plan is not None
+        model = open_version(self.registry, name, version, predictor=not plan)
         signature = model.signature
         reference = model.reference().head(VERIFY_ROWS)[[c.name for c in signature.columns]]
-        if model.pipeline is not None:
-            runtime, why = choose(model.pipeline, signature, reference,
-                                  self.registry.settings.runtime)
+        runtime: Runtime
+        served = kept.onnx(signature, reference) if kept is not None and plan else None
+        if served is not None:
+            runtime, why = served
         else:
-            runtime, why = model.native(), f"native: the {model.flavor}'s own predict"
+            if plan:
+                model = open_version(self.registry, name, version)
+            runtime, why = self._choose(info, model, reference, wanted, kept)
         check = runtime.predict(reference)
         if len(check.predicted) != len(reference):
             raise RuntimeError(f"model '{name}' version {info.version}: failed its load check")
         seconds = time.perf_counter() - start
         log.info("loaded %s version %s in %.2f s: %s", name, info.version, seconds, why)
         return ServedModel(name, info.version, signature, runtime, seconds, info.aliases, why)
+
+    def _choose(
+        self, info: VersionInfo, model: ModelAdapter, reference: pd.DataFrame, wanted: str,
+        kept: kept_choice.Kept | None,
+    ) -> tuple[Runtime, str]:
+        """Choose afresh (keeping an ``auto`` choice), or start where a kept one did."""
+        if model.pipeline is None:
+            return model.native(), f"native: the {model.flavor}'s own predict"
+        start = kept.runtime if kept is not None and kept.runtime != "onnx" else None
+        choice = choose(model.pipeline, model.signature, reference,
+                        cast(RuntimeChoice, wanted), start)
+        if wanted == "auto" and (kept is None or kept.runtime != choice.runtime.kind):
+            kept_choice.write(self.registry, info, choice, len(reference))
+        return choice.runtime, choice.note
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         model = self.models.get(name)

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcanary.columns import number_column
+from mlcanary.models.runtime import Rows
+
 
 class Unsupported(Exception):
     """A pipeline step a runtime cannot serve; another runtime serves instead."""
@@ -38,3 +41,35 @@ def row_numbers(data: Sequence[Any]) -> list[float] | None:
         else:
             return None
     return values
+
+
+def float_column(values: Any) -> np.ndarray:
+    """One column as float64, read exactly as ``ToFloat`` reads it."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64)
+    return number_column(pd.Series(values, copy=False))  # nullable arrays, text forms
+
+
+def number_rows(rows: Rows, columns: list[str], dtype: Any) -> np.ndarray:
+    """[k, n] of ``dtype``, one row per numeric column, NaN in the gaps, as ``ToFloat`` reads
+    them: the ONNX runtime's numbers in the layout they build most cheaply.
+
+    Validated numbers are float64 arrays, integers and booleans nullable arrays (read
+    through their public ``to_numpy``, gaps as NaN): they convert together in one C call."""
+    data = []
+    for name in columns:
+        values = rows[name]
+        if type(values) is np.ndarray and values.dtype.kind in "fiub":
+            data.append(values)
+        else:
+            data.append(float_column(values))
+    return np.array(data, dtype=dtype).reshape(len(data), len(rows[columns[0]]))
+
+
+def one_number_row(rows: Rows, columns: list[str], dtype: Any) -> np.ndarray | None:
+    """``number_rows`` of one validated row: each value read as a Python number (a gap as
+    NaN) and one NumPy call; None if a column is of another form."""
+    values = row_numbers([rows[name] for name in columns])
+    return None if values is None else np.array(values, dtype=dtype).reshape(-1, 1)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-_TRUE = {"true": 1.0, "yes": 1.0, "1": 1.0, "false": 0.0, "no": 0.0, "0": 0.0}
+from mlcanary.columns import calendar_columns, number_column
 
 
 def _frame(X: Any) -> pd.DataFrame:
@@ -26,14 +26,7 @@ class ToFloat(TransformerMixin, BaseEstimator):
         frame = _frame(X)
         out = np.empty(frame.shape, dtype=np.float64)
         for j in range(frame.shape[1]):
-            col = frame.iloc[:, j]
-            if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-                out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            else:
-                text = col.astype("string").str.strip().str.lower()
-                mapped = text.map(_TRUE).astype("Float64")
-                numbers = pd.to_numeric(text, errors="coerce").astype("Float64")
-                out[:, j] = mapped.fillna(numbers).to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, j] = number_column(frame.iloc[:, j])
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -72,13 +65,7 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
         frame = _frame(X)
         blocks: list[np.ndarray] = []
         for j in range(frame.shape[1]):
-            col = frame.iloc[:, j]
-            if not pd.api.types.is_datetime64_any_dtype(col):
-                col = pd.to_datetime(col, errors="coerce", format="mixed", utc=True)
-            blocks.extend(
-                getattr(col.dt, part).to_numpy(dtype=np.float64, na_value=np.nan)
-                for part in self.parts
-            )
+            blocks.extend(calendar_columns(frame.iloc[:, j], self.parts))
         return np.column_stack(blocks) if blocks else np.empty((len(frame), 0))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
