@@ -65,11 +65,11 @@ from rich.table import Table
 from sklearn.datasets import make_classification
 
 from mlcanary.config import Settings
+from mlcanary.dates import iso_stamps
 from mlcanary.demo import make_churn
 from mlcanary.models.runtime import NativeRuntime
 from mlcanary.serve.choice import choose
 from mlcanary.serve.compiled import CompiledRuntime
-from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.onnx import OnnxRuntime
 from mlcanary.serve.onnx_convert import convert
@@ -249,7 +249,7 @@ def measure(frame: pd.DataFrame, target: str, repeats: int, budget: float, tmp: 
         texts = columns[dated[0]]
         out["date check"] = {b: {name: t * 1e6 for name, t in interleaved({
             "parse": lambda t=texts[:b]: iso_stamps(t),
-            "look up": lambda t=texts[:b]: all_known(t),
+            "look up": lambda t=texts[:b]: result.signature.date_cache().all_known(t),
         }, budget).items()} for b in BATCHES}
     out["breakdown"] = breakdown(onnx, raw, score_output, columns, budget * 2)
     out["interference"] = interference(raw, score_output, onnx.inputs(

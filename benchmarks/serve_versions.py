@@ -1,18 +1,17 @@
-"""``mlcanary serve`` of this tree against an earlier commit, over HTTP, one tensor per column.
+"""``mlcanary serve`` of this tree against an earlier commit, over HTTP, as users run it.
 
-``benchmarks/serving.py`` compares mlcanary with other servers using one ``input-0``
-matrix per request. Clients such as ``tritonclient`` send one tensor per column instead,
-and then decoding and validation weigh more than the model; this measures what a change
-to that path gives end to end.
+Both versions serve the same registered models from one registry, each server pinned to
+core 0 with the prediction log and the monitor on (every request logged), so the watcher
+child(ren) each server starts share its core, as on a small box; a third server, this
+tree with the log and the monitor off, gives the cost of logging. Two models: the demo's
+churn table (every column kind, one tensor per column, as ``tritonclient`` sends it) and
+scikit-learn's breast-cancer table (30 numbers, one ``input-0`` [n, 30] FP64 tensor, as
+NumPy clients send it), both trained once by the current tree. ``wrk`` (core 1) sends
+the same bodies to each server in turn, the order rotating between rounds; each ratio is
+one server's requests/s over another's in the same round, and the figure is their
+geometric mean (with the range of rounds).
 
-Both versions serve the same registered model (the demo's churn table, every column kind,
-trained once by the current tree) from one registry, each as one process pinned to core 0,
-with the prediction log, the monitor and the access log off (the request path alone).
-``wrk`` (core 1) sends the same per-column request bodies to each in turn, the order
-alternating between rounds; each ratio is the current version's requests/s over the
-earlier one's in the same round, and the figure is their geometric mean.
-
-    .venv/bin/python benchmarks/serve_versions.py --against 12e6016   # about 3 min
+    .venv/bin/python benchmarks/serve_versions.py --against ffc6c8d   # about 8 min
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ import plotly.graph_objects as go
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from serving import BIN, WRK_LUA, free_port, machine, run, start, stop, wrk
+from serving import BIN, WRK_LUA, free_port, machine, rss_mb, run, start, stop, wrk
+from sklearn.datasets import load_breast_cancer
 from versions import sources
 
 from mlcanary.demo import make_churn
@@ -41,39 +41,54 @@ from mlcanary.train.schema import infer_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-WORKLOADS = {  # name: rows per request, connections, binary tensors
-    "1 row, JSON, 1 conn": (1, 1, False),
-    "1 row, JSON, 16 conn": (1, 16, False),
-    "1 row, binary, 16 conn": (1, 16, True),
-    "16 rows, JSON, 16 conn": (16, 16, False),
+WORKLOADS = {  # name: model, rows per request, connections
+    "1 row, per column, 1 conn": ("bench", 1, 1),
+    "1 row, per column, 16 conn": ("bench", 1, 16),
+    "1 row, per column, 64 conn": ("bench", 1, 64),
+    "64 rows, per column, 64 conn": ("bench", 64, 64),
+    "1 row, input-0, 16 conn": ("wide", 1, 16),
+    "1 row, input-0, 64 conn": ("wide", 1, 64),
+    "64 rows, input-0, 64 conn": ("wide", 64, 64),
 }
-BINARY_LUA = WRK_LUA.replace(
-    'wrk.headers["Content-Type"] = "application/json"',
-    'wrk.headers["Content-Type"] = "application/octet-stream"\n'
-    'wrk.headers["Inference-Header-Content-Length"] = os.getenv("HEADER_LENGTH")',
-)
+SERVERS = ("before", "now", "now, log off")
+"""Logged and monitored at the earlier commit and now; now without the log and monitor."""
+LOGGED = {"MLCANARY_LOG_SAMPLE_RATE": "1", "MLCANARY_MONITOR": "true"}
+QUIET = {"MLCANARY_LOG_SAMPLE_RATE": "0", "MLCANARY_MONITOR": "false"}
 console = Console(highlight=False, width=120)
 
 
-def prepare(tmp: Path, rows: int) -> tuple[dict[str, str], dict[str, tuple[Path, int | None]]]:
+def prepare(tmp: Path, rows: int) -> tuple[dict[str, str], dict[str, Path]]:
     frame = make_churn(rows)
     frame.to_csv(tmp / "churn.csv", index=False)
-    env = {**os.environ, "MLCANARY_HOME": str(tmp / "home"), "MLCANARY_ACCESS_LOG": "false",
-           "MLCANARY_LOG_SAMPLE_RATE": "0", "MLCANARY_MONITOR": "false"}
-    run([str(BIN / "mlcanary"), "train", "churn.csv", "--target", "churned", "--name", "bench"],
-        env=env, cwd=tmp)
+    wide = load_breast_cancer(as_frame=True).frame
+    wide.to_csv(tmp / "wide.csv", index=False)
+    env = {**os.environ, "MLCANARY_HOME": str(tmp / "home"), "MLCANARY_ACCESS_LOG": "false"}
+    for table, target, name in (("churn.csv", "churned", "bench"), ("wide.csv", "target", "wide")):
+        run([str(BIN / "mlcanary"), "train", table, "--target", target, "--name", name],
+            env=env, cwd=tmp)
     signature = infer_signature(frame, "churned", "classification")  # as training did
     features = frame.drop(columns="churned").iloc[100:]
+    numbers = wide.drop(columns="target").to_numpy(dtype=float)
     bodies = {}
-    for name, (n, _, binary) in WORKLOADS.items():
-        tensors = tensors_from_frame(features.head(n), signature)
-        body, length = encode_request(tensors, binary=[t.name for t in tensors] if binary else [])
-        path = tmp / f"body-{len(bodies)}.bin"
+    for name, (model, n, _) in WORKLOADS.items():
+        if model == "bench":
+            body, _ = encode_request(tensors_from_frame(features.head(n), signature), binary=[])
+        else:
+            body = json.dumps({"inputs": [{
+                "name": "input-0", "datatype": "FP64", "shape": [n, numbers.shape[1]],
+                "data": numbers[:n].ravel().tolist()}]}).encode()
+        path = tmp / f"body-{len(bodies)}.json"
         path.write_bytes(body)
-        bodies[name] = (path, length)
+        bodies[name] = path
     (tmp / "json.lua").write_text(WRK_LUA)
-    (tmp / "binary.lua").write_text(BINARY_LUA)
     return env, bodies
+
+
+def tree_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a server and of each child (the watchers), MB."""
+    kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    found = {"server": rss_mb(pid), **{f"child {i + 1}": rss_mb(k) for i, k in enumerate(kids)}}
+    return {**found, "tree": sum(found.values())}
 
 
 def main() -> None:
@@ -85,77 +100,93 @@ def main() -> None:
     args = parser.parse_args()
     live: list[Any] = []
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        w: {"before": [], "now": []} for w in WORKLOADS}
+        w: {v: [] for v in SERVERS} for w in WORKLOADS}
+    memory: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         try:
-            with console.status("training the churn model ..."):
+            with console.status("training the churn and breast-cancer models ..."):
                 env, bodies = prepare(tmp, args.rows)
+            copies = sources(args.against, tmp)
             servers = {}
-            for version, src in sources(args.against, tmp).items():
+            for k, version in enumerate(SERVERS):
+                src = copies["before" if version == "before" else "now"]
+                setting = QUIET if version.endswith("log off") else LOGGED
+                where = {**env, **setting, "PYTHONPATH": str(src),
+                         "MLCANARY_STORE_URL": f"sqlite:///{tmp / f'store-{k}.db'}"}
                 imported = run([sys.executable, "-c", "import mlcanary; print(mlcanary.__file__)"],
-                               env={**env, "PYTHONPATH": str(src)}).strip()
+                               env=where).strip()
                 if not imported.startswith(str(src)):
                     raise SystemExit(f"{version}: imported {imported}, not the copy under {src}")
                 port = free_port()
                 servers[version] = start(
-                    version, [sys.executable, "-m", "mlcanary", "serve", "bench", "--port",
-                              str(port)],
-                    port, tmp / f"{version}.log", live, env={**env, "PYTHONPATH": str(src)},
-                    cwd=tmp)
+                    version, [sys.executable, "-m", "mlcanary", "serve", "bench", "wide",
+                              "--port", str(port)],
+                    port, tmp / f"server-{k}.log", live, env=where, cwd=tmp)
             with Progress(console=console) as progress:
-                task = progress.add_task("alternating wrk runs",
-                                         total=args.rounds * len(WORKLOADS) * 2)
+                task = progress.add_task("rotating wrk runs",
+                                         total=args.rounds * len(WORKLOADS) * len(SERVERS))
                 for turn in range(args.rounds):
-                    for workload, (_, conns, binary) in WORKLOADS.items():
-                        body, length = bodies[workload]
-                        lua = tmp / ("binary.lua" if binary else "json.lua")
-                        order = ("before", "now") if turn % 2 == 0 else ("now", "before")
-                        for version in order:
-                            found = wrk(servers[version]["port"], body, lua, conns,
-                                        args.duration, {"HEADER_LENGTH": str(length or "")})
+                    for workload, (model, _, conns) in WORKLOADS.items():
+                        shift = turn % len(SERVERS)
+                        for version in SERVERS[shift:] + SERVERS[:shift]:
+                            found = wrk(servers[version]["port"], bodies[workload],
+                                        tmp / "json.lua", conns, args.duration, model=model)
                             if found["non_2xx"] or found["socket_errors"]:
                                 raise SystemExit(f"{version}: failed requests in {workload}")
                             runs[workload][version].append(found)
                             progress.advance(task)
+            memory = {v: tree_mb(servers[v]["proc"].pid) for v in SERVERS}
         finally:
             for process in live:
                 stop(process)
-    report(args, runs)
+    report(args, runs, memory)
 
 
-def report(args: argparse.Namespace, runs: dict[str, dict[str, list[dict[str, float]]]]
-           ) -> None:
-    table = Table(title=f"mlcanary serve, one tensor per column: now / at {args.against}")
-    for column in ("workload", "req/s before", "req/s now", "now / before", "p50 ms",
-                   "p99 ms"):
+def ratio(now: list[dict[str, float]], base: list[dict[str, float]]) -> tuple[float, list[float]]:
+    """The geometric mean of the rounds' requests/s ratios, and the ratios."""
+    ratios = [n["rps"] / b["rps"] for n, b in zip(now, base, strict=True)]
+    return math.exp(sum(map(math.log, ratios)) / len(ratios)), ratios
+
+
+def report(args: argparse.Namespace, runs: dict[str, dict[str, list[dict[str, float]]]],
+           memory: dict[str, dict[str, float]]) -> None:
+    table = Table(title=f"mlcanary serve, log and monitor on, pinned with its watchers: "
+                        f"now / at {args.against}; log on / off")
+    for column in ("workload", "req/s before", "req/s now", "now / before", "log off",
+                   "on / off", "p99 ms before -> now"):
         table.add_column(column, justify="left" if column == "workload" else "right")
     figures = {}
-    for workload, pair in runs.items():
-        ratios = [n["rps"] / b["rps"] for n, b in zip(pair["now"], pair["before"], strict=True)]
-        median = {v: {k: statistics.median(r[k] for r in pair[v]) for k in pair[v][0]}
-                  for v in pair}
-        ratio = math.exp(sum(map(math.log, ratios)) / len(ratios))
-        figures[workload] = {"before": median["before"], "now": median["now"], "ratio": ratio,
-                             "ratios": ratios}
+    for workload, found in runs.items():
+        median = {v: {k: statistics.median(r[k] for r in found[v]) for k in found[v][0]}
+                  for v in found}
+        versus, ratios = ratio(found["now"], found["before"])
+        logged, log_ratios = ratio(found["now"], found["now, log off"])
+        figures[workload] = {"medians": median, "now_over_before": versus, "ratios": ratios,
+                             "log_on_over_off": logged, "log_ratios": log_ratios}
         table.add_row(
             workload, f"{median['before']['rps']:,.0f}", f"{median['now']['rps']:,.0f}",
-            f"{ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
-            f"{median['before']['p50_ms']:.2f} -> {median['now']['p50_ms']:.2f}",
+            f"{versus:.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+            f"{median['now, log off']['rps']:,.0f}",
+            f"{logged:.2f} ({min(log_ratios):.2f}-{max(log_ratios):.2f})",
             f"{median['before']['p99_ms']:.2f} -> {median['now']['p99_ms']:.2f}",
         )
     console.print(table)
+    for version, found in memory.items():
+        console.print(f"{version}: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in found.items()))
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "serve_versions.json"
     path.write_text(json.dumps({"against": args.against, "rounds": args.rounds,
                                 "duration_s": args.duration, "machine": machine(),
-                                "figures": figures}, indent=2))
+                                "figures": figures, "memory_mb": memory}, indent=2))
     figure = go.Figure()
-    for version, label in (("before", f"at {args.against}"), ("now", "now")):
+    for version in SERVERS:
+        label = f"at {args.against}" if version == "before" else version
         figure.add_bar(name=label, x=list(figures),
-                       y=[f[version]["rps"] for f in figures.values()])
-    figure.update_layout(title="mlcanary serve, one tensor per column (churn model)",
-                         yaxis_title="requests/s (median of rounds)", barmode="group")
+                       y=[f["medians"][version]["rps"] for f in figures.values()])
+    figure.update_layout(title="mlcanary serve, log and monitor on, watchers on the server's "
+                               "core", yaxis_title="requests/s (median of rounds)",
+                         barmode="group")
     figure.write_html(OUT / "serve_versions.html", include_plotlyjs="cdn")
     console.print(f"wrote {path} and {OUT / 'serve_versions.html'}")
 

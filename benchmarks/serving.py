@@ -170,10 +170,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(port: int, body: Path, lua: Path, conns: int, seconds: int,
-        env: dict[str, str] | None = None) -> dict[str, float]:
+        env: dict[str, str] | None = None, model: str = "bench") -> dict[str, float]:
     """``wrk`` on core 1 against the model's infer endpoint; ``env`` is for the Lua script."""
     out = run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout",
-               "10s", "--latency", "-s", str(lua), f"http://127.0.0.1:{port}/v2/models/bench/infer"],
+               "10s", "--latency", "-s", str(lua),
+               f"http://127.0.0.1:{port}/v2/models/{model}/infer"],
               env={**os.environ, **(env or {}), "BODY_FILE": str(body)}, timeout=seconds + 60)
     r = json.loads(next(line for line in out.splitlines() if line.startswith("WRKJSON"))[8:])
     ok = r["requests"] - r["status"]

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlcanary"
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"", "types", "signature", "errors", "bodies", "config", "logs", "progress",
-               "tables", "columns"}),
+               "tables", "columns", "dates"}),
     frozenset({"store"}),
     frozenset({"registry", "train"}),
     frozenset({"models"}),

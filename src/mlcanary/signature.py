@@ -9,9 +9,12 @@ profiled, because a constant column that starts to vary is itself news.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcanary.types import ColumnKind, Task, V2Datatype
+
+if TYPE_CHECKING:
+    from mlcanary.dates import DateCache
 
 DATATYPE: dict[ColumnKind, V2Datatype] = {
     "numeric": "FP64",
@@ -61,6 +64,16 @@ class Signature:
     target: str
     task: Task
     classes: list[Any] | None = None
+    _dates: DateCache | None = field(default=None, init=False, repr=False, compare=False)
+
+    def date_cache(self) -> DateCache:
+        """The date texts this version has read, parsed: its validation and its runtime
+        share them (made on first use)."""
+        if self._dates is None:
+            from mlcanary.dates import DateCache
+
+            self._dates = DateCache()
+        return self._dates
 
     @property
     def used(self) -> list[ColumnSpec]:

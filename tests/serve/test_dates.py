@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcanary.serve import dates
-from mlcanary.serve.dates import all_parts, calendar_parts, one_part_row
+from mlcanary.dates import DateCache
+from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.train.transformers import DatetimeParts
 
 PARTS = ("month", "day", "day_of_week", "hour", "minute")
@@ -48,64 +48,61 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_parts_equal_training(case: str) -> None:
-    values = CASES[case]
-    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+    values, cache = CASES[case], DateCache()
+    np.testing.assert_array_equal(cache.calendar_parts(column(values), PARTS), training(values))
     # a second read comes from the cache and must not differ
-    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+    np.testing.assert_array_equal(cache.calendar_parts(column(values), PARTS), training(values))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_all_parts_equal_training(case: str) -> None:
-    values = CASES[case]
+    values, cache = CASES[case], DateCache()
     for _ in range(2):  # the second read looks every text up in the cache
-        np.testing.assert_array_equal(all_parts(column(values)), training(values))
+        np.testing.assert_array_equal(cache.all_parts(column(values)), training(values))
 
 
 def test_one_part_row_gives_a_value_read_before_as_training_reads_it() -> None:
-    # none seen before, in this process or any test's: a century no other test dates in
-    # (20xx -> 21xx keeps every leap day of 2017-2027)
-    values = [v.replace("20", "21", 1) for v in random_stamps(16, 5) if isinstance(v, str)]
-    assert all(one_part_row(v) is None for v in values)
-    calendar_parts(column(values), PARTS)
-    got = np.array([one_part_row(v) for v in values], dtype=np.float64)
+    values = [v for v in random_stamps(16, 5) if isinstance(v, str)]
+    cache = DateCache()
+    assert all(cache.one_part_row(v) is None for v in values)
+    cache.calendar_parts(column(values), PARTS)
+    got = np.array([cache.one_part_row(v) for v in values], dtype=np.float64)
     np.testing.assert_array_equal(got, training(values))
 
 
 def test_one_part_row_leaves_what_is_not_plain_iso_to_pandas() -> None:
+    cache = DateCache()
     for values in (["03/01/2024"], ["2024-02-30"], ["2024-03-01T10:11+02:00"],
                    [b"2024-03-01"], ["2024-03-01T10:11:60"]):
-        calendar_parts(column(values), PARTS)  # read by pandas: never cached
-        assert one_part_row(values[0]) is None
+        cache.calendar_parts(column(values), PARTS)  # read by pandas: never cached
+        assert cache.one_part_row(values[0]) is None
 
 
 def test_parts_are_given_in_the_order_asked() -> None:
-    values = random_stamps(50, 2)
+    values, cache = random_stamps(50, 2), DateCache()
     parts = ("minute", "month")
-    np.testing.assert_array_equal(calendar_parts(column(values), parts), training(values, parts))
+    got = cache.calendar_parts(column(values), parts)
+    np.testing.assert_array_equal(got, training(values, parts))
 
 
-def test_a_full_cache_is_replaced_and_answers_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dates, "_CACHE_LIMIT", 16)
-    monkeypatch.setattr(dates, "_known", dates._Known())
+def test_a_full_cache_is_replaced_and_answers_stay_right() -> None:
+    cache = DateCache(limit=16)
     values = random_stamps(200, 3)
-    first = dates._known
-    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
-    assert dates._known is not first and dates._known.size <= 17
-    np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+    first = cache.known
+    np.testing.assert_array_equal(cache.calendar_parts(column(values), PARTS), training(values))
+    assert cache.known is not first and cache.known.size <= 17
+    np.testing.assert_array_equal(cache.calendar_parts(column(values), PARTS), training(values))
 
 
-def test_threads_reading_while_the_cache_turns_over_get_right_answers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(dates, "_CACHE_LIMIT", 64)
-    monkeypatch.setattr(dates, "_known", dates._Known())
+def test_threads_reading_while_the_cache_turns_over_get_right_answers() -> None:
+    cache = DateCache(limit=64)
     batches = [random_stamps(100, seed) for seed in range(8)]
     want = [training(b) for b in batches]
     wrong: list[int] = []
 
     def read(k: int) -> None:
         for _ in range(20):
-            if not np.array_equal(calendar_parts(column(batches[k]), PARTS), want[k],
+            if not np.array_equal(cache.calendar_parts(column(batches[k]), PARTS), want[k],
                                   equal_nan=True):
                 wrong.append(k)
 
@@ -118,5 +115,24 @@ def test_threads_reading_while_the_cache_turns_over_get_right_answers(
 
 
 def test_impossible_dates_fall_back_to_pandas() -> None:
+    cache = DateCache()
     for values in (["2024-02-30"], ["2024-03-01", "2024-13-01"]):
-        np.testing.assert_array_equal(calendar_parts(column(values), PARTS), training(values))
+        np.testing.assert_array_equal(cache.calendar_parts(column(values), PARTS), training(values))
+
+
+def test_each_signature_has_its_own_cache_that_its_runtime_fills() -> None:
+    from mlcanary.serve.tensors import Tensor
+    from mlcanary.serve.validation import columns_from_tensors
+
+    def signature() -> Signature:
+        return Signature([ColumnSpec("joined", "datetime", nullable=True)], "y", "regression")
+
+    texts = ["2024-01-31", "2023-12-01 10:00"]
+    one, other = signature(), signature()
+    assert one.date_cache() is one.date_cache() and one.date_cache() is not other.date_cache()
+    one.date_cache().all_parts(column(texts))  # as one's runtime reads them
+    assert one.date_cache().all_known(column(texts))  # one's validation looks them up
+    assert not other.date_cache().all_known(column(texts))
+    for contract in (one, other):  # either way they are valid
+        request = [Tensor("joined", "BYTES", [2], [t.encode() for t in texts])]
+        assert columns_from_tensors(request, contract)["joined"].tolist() == texts

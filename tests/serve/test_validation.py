@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlcanary.errors import InvalidInput
-from mlcanary.serve.dates import all_known, calendar_parts
 from mlcanary.serve.messages import encode_request, parse_request
 from mlcanary.serve.tensors import Datatype, Tensor
 from mlcanary.serve.validation import columns_from_tensors, rows_from_tensors
@@ -279,14 +278,16 @@ def test_values_the_column_kind_cannot_hold(bad: Tensor, expected: str) -> None:
 
 def test_dates_read_before_pass_and_impossible_ones_are_refused_cached_or_not() -> None:
     dates = ["2024-01-31", "2023-12-01 10:00", "2024-02-29"]
-    calendar_parts(np.asarray(dates, dtype=object), ("month",))  # now cached: valid
-    assert all_known(np.asarray([*dates, None], dtype=object))
-    rows_from_tensors(good(joined=tensor("joined", "BYTES", dates)), signature())
+    contract = signature()
+    cache = contract.date_cache()
+    cache.calendar_parts(np.asarray(dates, dtype=object), ("month",))  # now cached: valid
+    assert cache.all_known(np.asarray([*dates, None], dtype=object))
+    rows_from_tensors(good(joined=tensor("joined", "BYTES", dates)), contract)
     for text in ("2024-03-01T10:11:60", "2024-02-30"):
-        calendar_parts(np.asarray([text], dtype=object), ("month",))  # pandas: not cached
-        assert not all_known(np.asarray([text], dtype=object))
+        cache.calendar_parts(np.asarray([text], dtype=object), ("month",))  # pandas: not cached
+        assert not cache.all_known(np.asarray([text], dtype=object))
         bad = tensor("joined", "BYTES", [*dates[:2], text])
-        assert refused(good(joined=bad)) == (
+        assert refused(good(joined=bad), contract) == (
             "input 'joined': expected dates or timestamps (e.g. '2024-01-31'), "
             f"got {text!r} at row 2"
         )

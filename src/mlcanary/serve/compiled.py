@@ -25,8 +25,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlcanary.dates import DateCache
 from mlcanary.models.runtime import NativeRuntime, Prediction, Rows, decide
-from mlcanary.serve.dates import calendar_parts
 from mlcanary.serve.runtime import Unsupported, float_column
 from mlcanary.signature import Signature
 from mlcanary.train.estimators import EarlyStoppedLGBMClassifier, EarlyStoppedLGBMRegressor
@@ -48,7 +48,8 @@ class CompiledRuntime:
         self.threshold = native.threshold
         self.classes = native.classes
         self.blocks = [
-            _branch(steps, cols) for _, steps, cols in model[0].transformers_ if steps != "drop"
+            _branch(steps, cols, signature.date_cache())
+            for _, steps, cols in model[0].transformers_ if steps != "drop"
         ]
         self.score = _estimator(model[-1])
 
@@ -76,7 +77,7 @@ def unwrap(pipeline: Any, signature: Signature) -> tuple[NativeRuntime, Pipeline
 # -- preprocessing --------------------------------------------------------------------------
 
 
-def _branch(steps: Any, columns: list[str]) -> Block:
+def _branch(steps: Any, columns: list[str], dates: DateCache) -> Block:
     """Compile one ColumnTransformer branch: a chain of array functions over its columns."""
     chain = list(steps.steps) if isinstance(steps, Pipeline) else [("only", steps)]
     first = chain[0][1]
@@ -86,7 +87,8 @@ def _branch(steps: Any, columns: list[str]) -> Block:
         source = lambda rows: _texts(rows, columns)  # noqa: E731
     elif isinstance(first, DatetimeParts):
         parts = first.parts
-        source = lambda rows: _dates(rows, columns, parts)  # noqa: E731
+        source = lambda rows: np.hstack(  # noqa: E731
+            [dates.calendar_parts(rows[name], parts) for name in columns])
     else:
         raise Unsupported(f"step {type(first).__name__}")
     funcs = [_step(step) for _, step in chain[1:]]
@@ -203,8 +205,6 @@ def _texts(rows: Rows, columns: list[str]) -> np.ndarray:
     return np.asarray(AsText().fit(frame).transform(frame))
 
 
-def _dates(rows: Rows, columns: list[str], parts: tuple[str, ...]) -> np.ndarray:
-    return np.hstack([calendar_parts(rows[name], parts) for name in columns])
 
 
 def _frame(rows: Rows, columns: list[str]) -> pd.DataFrame:

@@ -28,8 +28,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
+from mlcanary.dates import DateCache
 from mlcanary.models.runtime import Prediction, Rows, class_labels
-from mlcanary.serve.dates import date_rows, one_date_row
 from mlcanary.serve.runtime import number_rows, one_number_row
 from mlcanary.signature import Signature
 
@@ -110,7 +110,7 @@ class OnnxRuntime:
         self.rows: list[tuple[str, OneRow]] = []
         """The same inputs for one row, the lone client's request (None: use ``feeds``)."""
         for item in plan.inputs:
-            feed, row = _readers(item)
+            feed, row = _readers(item, signature.date_cache())
             self.feeds.append((item.name, feed))
             self.rows.append((item.name, row))
         self.first_column = plan.inputs[-1].columns[0]
@@ -149,13 +149,14 @@ class OnnxRuntime:
         return Prediction(self.classes[out[0]], out[1])
 
 
-def _readers(item: Input) -> tuple[Feed, OneRow]:
+def _readers(item: Input, dates: DateCache) -> tuple[Feed, OneRow]:
     columns = list(item.columns)
     if item.kind == "numbers":
         return (lambda rows: _float_input(rows, columns),
                 lambda rows: one_number_row(rows, columns, np.float32))
     if item.kind == "dates":
-        return lambda rows: date_rows(rows, columns), lambda rows: one_date_row(rows, columns)
+        return (lambda rows: dates.date_rows(rows, columns),
+                lambda rows: dates.one_date_row(rows, columns))
     feed: Feed = lambda rows: _text_input(rows, columns)  # noqa: E731
     return feed, feed  # one validated column without gaps is the input as it is
 

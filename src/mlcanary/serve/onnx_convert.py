@@ -35,8 +35,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from mlcanary.dates import DATE_PARTS
 from mlcanary.serve.compiled import unwrap
-from mlcanary.serve.dates import DATE_PARTS
 from mlcanary.serve.onnx import (
     FEATURES,
     LABEL,

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
+from mlcanary.dates import DateCache, iso_stamps
 from mlcanary.errors import InvalidInput
-from mlcanary.serve.dates import all_known, iso_stamps
 from mlcanary.serve.tensors import FLOATS, INTEGERS, NUMPY_TYPES, Datatype, Tensor
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind
@@ -94,7 +94,9 @@ def columns_from_tensors(
     else:
         columns = _match_columns(inputs, signature)
     _check_row_counts(columns)
-    return {spec.name: _checked(spec, columns[spec.name], unseen) for spec in signature.columns}
+    dates = signature.date_cache()
+    return {spec.name: _checked(spec, columns[spec.name], unseen, dates)
+            for spec in signature.columns}
 
 
 def columns_from_frame(
@@ -238,7 +240,7 @@ def _check_row_counts(columns: dict[str, _Column]) -> None:
         raise InvalidInput("inputs: expected at least one row, got 0")
 
 
-def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen) -> ArrayLike:
+def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen, dates: DateCache) -> ArrayLike:
     if spec.kind not in ("categorical", "datetime"):
         values, missing = _NUMBERS_OF_KIND[spec.kind](column)
         _require_values(spec, column, missing)
@@ -246,7 +248,7 @@ def _checked(spec: ColumnSpec, column: _Column, unseen: Unseen) -> ArrayLike:
     texts, missing = _texts(column)
     _require_values(spec, column, missing)
     if spec.kind == "datetime":
-        _check_dates(texts, missing, column.where)
+        _check_dates(texts, missing, column.where, dates)
     # An unused column's new values (a new ID, a constant that varies) are news for the
     # monitor, not a reason to refuse the request.
     if spec.kind == "categorical" and spec.used and spec.categories is not None:
@@ -357,8 +359,8 @@ _NUMBERS_OF_KIND: dict[ColumnKind, Callable[[_Column], tuple[ArrayLike, np.ndarr
 }
 
 
-def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str) -> None:
-    if all_known(texts) or iso_stamps(texts) is not None:  # plain ISO dates: no pandas
+def _check_dates(texts: np.ndarray, missing: np.ndarray, where: str, dates: DateCache) -> None:
+    if dates.all_known(texts) or iso_stamps(texts) is not None:  # plain ISO dates: no pandas
         return
     rows = np.flatnonzero(~missing)
     parsed = pd.to_datetime(pd.Series(texts[rows]), errors="coerce", format="mixed", utc=True)
