@@ -7,7 +7,8 @@ for each other up to the busy timeout). Write transactions start with ``BEGIN
 IMMEDIATE`` so two writers queue at the start instead of failing on a lock upgrade.
 Postgres (``MLCANARY_STORE_URL=postgresql://...``) goes through psycopg 3.
 
-The constructor only describes the database; ``open`` creates the tables, and every
+The constructor only describes the database; ``open`` migrates its schema (alembic,
+``store/migrations``) to the newest revision, and every
 method opens the store on first use, so a server starts even while its database is
 down and its tap keeps retrying.
 """
@@ -31,7 +32,7 @@ from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput, Unavailable
 from mlcanary.store.feedback import FeedbackItem, FeedbackResult, check_labels
 from mlcanary.store.records import PredictionRecord, encode, window_frame
-from mlcanary.store.schema import create_tables, feedback, predictions
+from mlcanary.store.schema import feedback, migrate, predictions
 
 CHUNK = 500
 """Ids per ``IN (...)`` query: far below SQLite's and Postgres's parameter limits."""
@@ -76,12 +77,13 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     def open(self) -> Store:
-        """Create missing tables (idempotent, safe from several processes at once)."""
+        """Migrate the schema to the newest revision (a no-op read when it is there;
+        safe from several processes at once)."""
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         with self._reachable():
-            create_tables(self.engine)
+            migrate(self.engine)
         self._opened = True
         return self
 

@@ -1,14 +1,30 @@
 """The store's tables, declared once for SQLite and Postgres alike.
 
-Adding a table (signals, events) is adding a ``Table`` to ``metadata``: ``create_tables``
-creates whatever is missing, so an older store gains the new table on its next open.
+Changing them is a migration (alembic, ``store/migrations/versions``): change the
+``Table`` here, add a revision that makes the same change (``op.add_column``, ...), and
+set ``HEAD`` to it; ``migrate`` brings every store to ``HEAD`` on its next open.
 JSON travels as text: the same bytes on both databases, and nothing the store queries by.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Double, Engine, Index, Integer, MetaData, Table, Text, text
-from sqlalchemy.schema import CreateIndex, CreateTable
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+
+from mlcanary.errors import InvalidInput
 
 metadata = MetaData()
 
@@ -121,20 +137,62 @@ log_stats = Table(
     Column("dropped", Integer, nullable=False, comment="predictions it could not log"),
 )
 
-_SCHEMA_LOCK = 0x6D6C636E  # any constant: serialises table creation across Postgres clients
+_SCHEMA_LOCK = 0x6D6C636E  # any constant: serialises migrations across Postgres clients
+
+HEAD = "0001"
+"""The newest revision in ``store/migrations/versions`` (a test checks it is alembic's head)."""
+FIRST = "0001"
+"""The revision a store created before migrations holds (its tables, no version)."""
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
 
 
-def create_tables(engine: Engine) -> None:
-    """Create missing tables and indexes; safe to run from several processes at once.
+def revision(engine: Engine) -> str | None:
+    """The store's schema revision; None before its first migration."""
+    with engine.connect() as conn:
+        return _revision(conn)
 
-    ``IF NOT EXISTS`` makes a second creator a no-op. SQLite serialises DDL by itself;
-    on Postgres two concurrent ``CREATE TABLE IF NOT EXISTS`` can still collide in the
-    catalog, so creators take a transaction-scoped advisory lock first.
+
+def migrate(engine: Engine) -> None:
+    """Bring the store to ``HEAD``: one read when it is there already, else alembic's
+    ``upgrade`` in one transaction, safe from several processes at once.
+
+    SQLite serialises it by itself (writes begin ``IMMEDIATE``); on Postgres the migrator
+    takes a transaction-scoped advisory lock first. A store made before migrations (its
+    tables, no version) is stamped ``FIRST``, the revision that describes it, then upgraded.
     """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        for table in metadata.sorted_tables:
-            conn.execute(CreateTable(table, if_not_exists=True))
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                conn.execute(CreateIndex(index, if_not_exists=True))
+    if revision(engine) == HEAD:
+        return
+    with engine.connect() as conn:
+        conn.execution_options(mlcanary_immediate=True)  # SQLite: BEGIN IMMEDIATE
+        with conn.begin():
+            _upgrade(conn)
+
+
+def _upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    found = _revision(conn)
+    if found is None and inspect(conn).has_table("predictions"):
+        command.stamp(config, FIRST)
+    try:
+        command.upgrade(config, "head")
+    except CommandError as exc:  # a revision this version does not know: a newer one's
+        raise InvalidInput(
+            f"store schema revision {found!r} is not one this mlcanary knows (its newest "
+            f"is {HEAD!r}): the store was migrated by a newer mlcanary; upgrade mlcanary"
+        ) from exc
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return None if found is None else str(found)
