@@ -395,10 +395,21 @@ def _shadow_view(store: Any, name: str) -> list[tuple[str, Any]]:
 
 
 def _check_policies(settings: Any) -> None:
-    """A bad policy file stops the command now, with one line, not the monitor later."""
+    """A bad policy file stops the command now, with one line, not the monitor later; so
+    does a store this version cannot use (one a newer mlcanary migrated). A store that is
+    down is no reason not to start: the server retries it."""
     from mlcanary.control.policies import policy_rules
+    from mlcanary.errors import Unavailable
+    from mlcanary.store.database import Store
 
     policy_rules(settings)
+    store = Store.from_settings(settings)
+    try:
+        store.open()
+    except Unavailable:
+        pass
+    finally:
+        store.close()
 
 
 def _rollouts() -> tuple[Any, Any, Any]:

@@ -4,6 +4,9 @@ stores from before migrations keep their rows, and a newer store is refused clea
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,16 @@ def test_processes_opening_a_new_store_at_once_all_reach_the_newest(tmp_path: Pa
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
+
+
+def test_a_command_on_a_store_a_newer_mlcanary_migrated_exits_2_naming_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store(f"sqlite:///{home / 'store.db'}") as made, made.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    env = {**os.environ, "MLCANARY_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "mlcanary", "events", "churn"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: store schema revision '9999' is not one this mlcanary knows (its newest "
+        f"is '{HEAD}'): the store was migrated by a newer mlcanary; upgrade mlcanary"]
