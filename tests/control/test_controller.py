@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,12 +16,13 @@ from mlcanary.config import Settings
 from mlcanary.control import actions
 from mlcanary.control.controller import Check, Controller
 from mlcanary.demo import make_churn
+from mlcanary.errors import Conflict
 from mlcanary.models.runtime import NativeRuntime
 from mlcanary.monitor.traffic import TrafficCounter
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
-from mlcanary.store.deployments import Deployment, DeploymentLog
+from mlcanary.store.deployments import Deployment, DeploymentLog, Event
 from mlcanary.store.records import PredictionRecord
 from mlcanary.store.traffic import Counts, TrafficLog
 from tests.serve.conftest import registered_churn
@@ -251,3 +253,38 @@ def test_a_quiet_interval_at_a_shared_step_waits_instead_of_passing_a_slow_chall
     slow = fast_gate(busy[("churn", "champion", 1, 0)], busy[("churn", "challenger", 2, 0)],
                      champion_share=50.0)
     assert slow.passed is False and "latency" in slow.reason
+
+
+def ended(rig: Rig, d: Deployment, status: str) -> Deployment:
+    """``d`` saved as ended, its aliases not moved yet: the state between ``_finish``'s
+    save and its alias moves."""
+    after = d.evolve(status=status, weights={"champion": 100.0, "challenger": 0.0},
+                     epoch=d.epoch + 1)
+    return rig.log.save(after, Event("churn", status, "test", {}, d.as_dict(), after.as_dict()))
+
+
+def test_a_rollout_started_while_a_promotion_moves_its_aliases_waits_for_them(rig: Rig) -> None:
+    ended(rig, rig.deploy(steps=[50, 100]), "promoted")
+
+    def finish_promotion() -> None:  # as actions._finish does, after its save
+        rig.registry.set_alias("churn", "champion", 2)
+        rig.registry.remove_alias("churn", "challenger")
+
+    mover = threading.Timer(0.5, finish_promotion)
+    mover.start()
+    nxt = rig.deploy(challenger=1, steps=[50, 100])
+    mover.join()
+    # against the promoted champion, and the promotion did not take its challenger alias
+    assert (nxt.champion, nxt.challenger) == (2, 1)
+    assert rig.registry.alias_version("churn", "challenger") == 1
+
+
+def test_a_rollout_is_refused_while_an_ending_never_moves_its_aliases(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actions, "ALIAS_WAIT_SECONDS", 0.3)
+    ended(rig, rig.deploy(steps=[50, 100]), "rolled_back")  # its challenger alias stays
+    with pytest.raises(Conflict, match=r"rolled back rollout of version 2 has not finished"):
+        rig.deploy(challenger=2, steps=[50, 100])
+    rig.registry.remove_alias("churn", "challenger")
+    assert rig.deploy(challenger=2, steps=[50, 100]).champion == 1

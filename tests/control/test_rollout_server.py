@@ -25,7 +25,8 @@ from mlcanary.control.gates import DIVERGENCE_PSI
 from mlcanary.demo import make_churn
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.store.database import Store
-from mlcanary.store.deployments import Deployment, DeploymentLog
+from mlcanary.store.deployments import Deployment, DeploymentLog, Event
+from mlcanary.store.traffic import TrafficLog
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
@@ -423,3 +424,32 @@ def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: P
     report = cli_runner(home)("report", "churn", "--out", str(home / "report.html"))
     assert report.code == 0, report.stderr
     assert "challenger minus champion" in (home / "report.html").read_text()
+
+
+def test_a_rollout_whose_champion_a_server_does_not_serve_yet_gets_none_of_its_traffic(
+    home: Path,
+) -> None:
+    """A rollout started just after a promotion names the promoted champion before every
+    server has swapped to it. Such a server answers everything with the champion it has
+    and counts none of it for the rollout: counted, its champion's requests would be of a
+    version the rollout does not name, and the split would read as broken (the gate
+    paused the demo's broken canary this way on a busy machine)."""
+    settings = Settings(home=home)
+    with Store(settings.store_uri) as store:
+        d = DeploymentLog(store).save(
+            Deployment("churn", "canary", 3, 2, {"champion": 50.0, "challenger": 50.0},
+                       steps=(50.0, 100.0), interval_seconds=3600.0),
+            Event("churn", "deploy", "test", {}, None, None))
+    with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
+        wait_until(lambda: loaded(server.url, 2), what="the challenger to load")
+        before = load.settled(lambda a: a[0] == 200, "answers with the challenger loaded", 60)
+        ModelRegistry(settings).set_alias("churn", "champion", 3)
+        after = load.settled(lambda a: a[2] != "1", "the server to swap to champion 3", 200)
+        with Store(settings.store_uri) as store:
+            wait_until(lambda: sum(c.requests for c in TrafficLog(store).totals(
+                "churn", 0, time.time() + 60, epoch=d.epoch).values()) >= 100,
+                what="100 counted requests of the rollout")
+            counted = TrafficLog(store).totals("churn", 0, time.time() + 60, epoch=d.epoch)
+    assert {(v, n) for _, v, n in before} == {("champion", "1")}
+    assert {(v, n) for _, v, n in after} == {("champion", "3"), ("challenger", "2")}
+    assert set(counted) == {("champion", 3), ("challenger", 2)}

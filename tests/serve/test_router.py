@@ -60,3 +60,18 @@ def test_a_promotion_seen_by_a_server_that_never_routed_it_changes_nothing(
                               status="promoted"), "promote")
         router.follow("m", router.read().get("m"), champion_version=1)
         assert router.deployment("m") is None
+
+
+def test_epoch_is_zero_until_this_server_serves_both_versions_the_rollout_names(
+    tmp_path: Path,
+) -> None:
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        router = Router(store)
+        d = saved(DeploymentLog(store), Deployment("m", "canary", 2, 3, {"champion": 90.0,
+                                                                         "challenger": 10.0},
+                                                   epoch=4), "deploy")
+        router.follow("m", router.read().get("m"), champion_version=1)
+        assert router.epoch("m", 1, None) == 0  # neither loaded
+        assert router.epoch("m", 1, 3) == 0  # the champion is still the one before
+        assert router.epoch("m", 2, None) == 0  # the challenger is still loading
+        assert router.epoch("m", 2, 3) == d.epoch == 4

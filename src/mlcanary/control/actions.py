@@ -40,6 +40,7 @@ def deploy(
 ) -> Deployment:
     """Start a rollout of version ``challenger`` against the current champion."""
     kind = strategy_named(strategy)
+    _await_aliases(registry, log.get(model))
     champion = registry.alias_version(model, "champion")
     if champion is None:
         raise NotFound(f"model '{model}': no champion to compare a challenger with")
@@ -167,6 +168,36 @@ def resume(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment
         raise Conflict(f"model '{model}': the rollout is not paused")
     after = deployment.evolve(status="running", last_check=time.time())
     return log.save(after, _event(deployment, after, "resume", actor, None))
+
+
+ALIAS_WAIT_SECONDS = 10.0
+"""How long ``deploy`` waits for the aliases of a rollout that has just ended to move."""
+
+
+def _await_aliases(registry: ModelRegistry, last: Deployment | None) -> None:
+    """Wait until the aliases of a rollout that ended moments ago have moved.
+
+    An ending is saved before its aliases move (``_finish``). A rollout started in between
+    would read the old champion (and compare the challenger with a version no server
+    serves any more), and its challenger alias would be removed by the ending that is
+    still moving it. Only a recent ending is waited for: an alias a person moved long
+    after a promotion is theirs to move.
+    """
+    if last is None or last.active or time.time() - last.last_check > 6 * ALIAS_WAIT_SECONDS:
+        return
+    deadline = time.monotonic() + ALIAS_WAIT_SECONDS
+    while True:
+        champion = registry.alias_version(last.model, "champion")
+        challenger = registry.alias_version(last.model, "challenger")
+        moved = last.status != "promoted" or champion == last.challenger
+        if moved and challenger != last.challenger:
+            return
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"model '{last.model}': the {last.status.replace('_', ' ')} rollout of "
+                f"version {last.challenger} has not finished moving its aliases; try again"
+            )
+        time.sleep(0.1)
 
 
 def _active(log: DeploymentLog, model: str) -> Deployment:

@@ -68,11 +68,16 @@ class Router:
                     return value.decode() if isinstance(value, bytes) else str(value)
         return fallback
 
-    def epoch(self, name: str, challenger_version: int | None) -> int:
-        """The rollout epoch this server routes ``name`` by: 0 until the deployment's
-        challenger is loaded here (until then everything goes to the champion)."""
+    def epoch(self, name: str, champion_version: int, challenger_version: int | None) -> int:
+        """The rollout epoch this server routes ``name`` by, 0 while it does not serve the
+        two versions the rollout names: until its challenger is loaded here, and until its
+        champion is the rollout's (a rollout started just after a promotion, before this
+        server swapped to the promoted champion). In epoch 0 everything goes to the champion
+        this server has, and the controller counts none of it: counts of a version the
+        rollout does not name would read as a broken split."""
         deployment = self.deployments.get(name)
-        if deployment is None or deployment.challenger != challenger_version:
+        if (deployment is None or deployment.challenger != challenger_version
+                or deployment.champion != champion_version):
             return 0
         return deployment.epoch
 

@@ -213,9 +213,10 @@ class InferenceService:
             return chosen, model, request_id, 0
         champion = repository.get(name)
         challenger = repository.challengers.get(name)
-        epoch = self.router.epoch(name, challenger.version if challenger else None)
+        epoch = self.router.epoch(name, champion.version,
+                                  challenger.version if challenger else None)
         key = self.router.key(name, request.key, request.inputs, request_id)
-        if challenger is not None and self.router.choose(name, key) == "challenger":
+        if epoch and challenger is not None and self.router.choose(name, key) == "challenger":
             return "challenger", challenger, key, epoch
         return "champion", champion, key, epoch
 
