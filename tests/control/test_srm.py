@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from mlcanary.control.srm import srm_test
+from mlcanary.control.srm import sequential_srm_test, srm_test
+from tests.monitor.drift_data import most_allowed
 
 EVEN = {"champion": 50, "challenger": 50}
 
@@ -83,3 +86,58 @@ def test_false_alarms_on_correct_splits_match_the_level() -> None:
     assert default_flags <= stats.binom.ppf(0.999, 2000, 0.001), f"{default_flags} of 2000"
     low, high = stats.binom.ppf([0.001, 0.999], 2000, 0.05)
     assert low <= loose_flags <= high, f"{loose_flags} of 2000 at 0.05"
+
+
+def streams(rng: np.random.Generator, runs: int, looks: int, every: int,
+            share: float) -> np.ndarray:
+    """Cumulative challenger counts at each look: ``runs`` x ``looks``, ``every`` requests
+    between looks, each request to the challenger with probability ``share``."""
+    return np.cumsum(rng.binomial(every, share, size=(runs, looks)), axis=1)
+
+
+def ever_flagged(counts: np.ndarray, every: int, weights: dict[str, float], test: Any,
+                 **options: float) -> int:
+    flagged = 0
+    for run in counts:
+        for k, challenger in enumerate(run):
+            total = (k + 1) * every
+            observed = {"champion": int(total - challenger), "challenger": int(challenger)}
+            if test(observed, weights, **options).mismatch:
+                flagged += 1
+                break
+    return flagged
+
+
+@pytest.mark.parametrize("weights", [EVEN, {"champion": 90, "challenger": 10}])
+def test_the_sequential_test_holds_its_rate_over_a_hundred_looks(
+    weights: dict[str, float],
+) -> None:
+    """A healthy split looked at every 200 requests up to 20,000: at alpha = 0.01 the
+    sequential test ever flags at most 1% of the runs (binomial bound); the chi-squared
+    test at 0.01, repeated on the same growing counts, flags several times that."""
+    rng = np.random.default_rng(17)
+    runs, looks, every = 400, 100, 200
+    counts = streams(rng, runs, looks, every, weights["challenger"] / 100)
+    sequential = ever_flagged(counts, every, weights, sequential_srm_test, alpha=0.01)
+    repeated = ever_flagged(counts, every, weights, srm_test, threshold=0.01)
+    assert sequential <= most_allowed(runs, 0.01)
+    assert repeated > 3 * most_allowed(runs, 0.01)
+
+
+def test_the_sequential_test_finds_a_three_point_gap_within_20_000_requests() -> None:
+    """53% of a 50/50 split's traffic to one arm: flagged by 20,000 requests in at least
+    95% of runs (binomial bound on the misses), at the default alpha."""
+    rng = np.random.default_rng(18)
+    runs, looks, every = 200, 100, 200
+    counts = streams(rng, runs, looks, every, 0.53)
+    found = ever_flagged(counts, every, EVEN, sequential_srm_test)
+    assert runs - found <= most_allowed(runs, 0.05)
+
+
+def test_the_sequential_test_keeps_the_one_look_rules() -> None:
+    assert sequential_srm_test({"champion": 40, "challenger": 10}, EVEN).p_value is None
+    stray = sequential_srm_test({"champion": 30, "challenger": 2},
+                                {"champion": 100, "challenger": 0})
+    assert stray.mismatch and "weight 0" in stray.note
+    with pytest.raises(ValueError, match="alpha"):
+        sequential_srm_test({"champion": 500, "challenger": 500}, EVEN, alpha=1.5)

@@ -166,7 +166,10 @@ def resume(log: DeploymentLog, model: str, *, actor: str = "user") -> Deployment
     deployment = _active(log, model)
     if deployment.status != "paused":
         raise Conflict(f"model '{model}': the rollout is not paused")
-    after = deployment.evolve(status="running", last_check=time.time())
+    # A new epoch: the split's sample-ratio test starts again from the traffic after the
+    # resume, not from the counts that paused it (the cause a person has looked into).
+    after = deployment.evolve(status="running", last_check=time.time(),
+                              epoch=deployment.epoch + 1)
     return log.save(after, _event(deployment, after, "resume", actor, None))
 
 

@@ -4,7 +4,8 @@ Every tick, each running deployment whose interval has passed is checked on the
 traffic of that interval (minus a settle time at both ends: servers pick up a new split
 within one poll, and write their counts within one flush). Then:
 
-* sample-ratio mismatch -> the rollout is paused (assignment is broken; a person looks);
+* sample-ratio mismatch, tested on all the traffic of the current split -> the rollout is
+  paused (assignment is broken; a person looks);
 * the quality test says the challenger is worse -> rollback at once;
 * a fast, divergence or drift gate fails (drift: more often on the challenger's traffic
   than on the champion's) -> one failure; ``max_failures`` of them in the rollout (a
@@ -124,7 +125,11 @@ class Controller:
             variant: totals.get((variant, version), Counts())
             for variant, version in d.versions().items()
         }
-        gates = [srm_gate(counts, d.weights)]
+        # The split's test reads every request routed by it (its epoch) since the rollout
+        # began: one interval's ~100 requests, tested anew each time, paused at random.
+        routed = self.traffic.totals(d.model, d.started, until, epoch=d.epoch)
+        gates = [srm_gate({variant: routed.get((variant, version), Counts())
+                           for variant, version in d.versions().items()}, d.weights)]
         if gates[0].passed is False:
             after = d.evolve(status="paused", last_check=now, checks=d.checks + 1)
             self.deployments.save(after, self._event(d, after, "pause", gates))

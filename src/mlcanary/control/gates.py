@@ -1,7 +1,9 @@
 """The gates a rollout passes each interval, in order; each returns its numbers.
 
-1. Sample-ratio mismatch: observed requests per variant against the intended split.
-   A mismatch stops the analysis (broken assignment says nothing about the model).
+1. Sample-ratio mismatch: requests per variant routed by the current split so far against
+   the intended split, by a sequential test whose false-alarm rate holds over every look
+   (``srm.sequential_srm_test``). A mismatch stops the analysis (broken assignment says
+   nothing about the model).
 2. Fast gate: the challenger's server-error rate and tail latency (p99 from 1,000
    requests, a lower quantile from fewer, interpolated within fine buckets) against the
    champion's on the same interval's traffic, routed by the same split, and against
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcanary.control.srm import srm_test
+from mlcanary.control.srm import sequential_srm_test
 from mlcanary.monitor.detectors import NumericReference, numeric_tests
 from mlcanary.registry.profile import PREDICTION_COLUMN, SCORE_PREFIX
 from mlcanary.signature import Signature
@@ -69,8 +71,10 @@ class GateResult:
 
 
 def srm_gate(counts: dict[str, Counts], weights: dict[str, float]) -> GateResult:
+    """``counts``: every request routed by the current split so far (its epoch), not one
+    interval's: the sequential test holds its false-alarm rate over all the looks."""
     observed = {variant: c.requests for variant, c in counts.items()}
-    result = srm_test(observed, weights)
+    result = sequential_srm_test(observed, weights)
     numbers = {"observed": observed, "expected": result.expected, "p_value": result.p_value}
     if result.p_value is None and not result.mismatch:
         return GateResult("srm", None, result.note or "too little traffic to test", numbers)

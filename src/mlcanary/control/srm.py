@@ -101,3 +101,63 @@ def srm_test(
     )
     p_value = float(stats.chi2.sf(statistic, df=len(live) - 1))
     return SrmResult(statistic, p_value, p_value < threshold, expected)
+
+
+SEQUENTIAL_ALPHA = 0.001
+"""False-alarm bound of ``sequential_srm_test`` over every look at one split's counts."""
+
+CONCENTRATION = 1000.0
+"""Total weight of the Dirichlet prior of the sequential test, centred on the intended
+split: the alternatives it expects are shares off by about ``1 / sqrt(1000)``, a few
+percentage points at 50/50, the size of a real sample-ratio mismatch (a router bug,
+a variant that crashes on some inputs)."""
+
+
+def sequential_srm_test(
+    observed: Mapping[str, int],
+    weights: Mapping[str, float],
+    *,
+    alpha: float = SEQUENTIAL_ALPHA,
+    min_total: int = MIN_TOTAL,
+) -> SrmResult:
+    """The sample-ratio test a rollout may repeat after every interval on growing counts.
+
+    ``srm_test`` holds its false-alarm rate for one look. A rollout looks at every
+    interval, and at 0.001 per look a long rollout pauses at random. Here ``observed`` holds
+    the counts since the split took effect (cumulative, not one interval's). The statistic is
+    the Bayes factor of a Dirichlet-multinomial mixture against the intended split
+    (Lindon & Malek, 2020, "Anytime-valid inference for multinomial count data"), a
+    nonnegative martingale under the intended split. By Ville's inequality, the chance that
+    it *ever* reaches ``1 / alpha`` is at most ``alpha``, however often it is computed. The
+    p-value reported is the anytime-valid one, ``min(1, 1 / factor)``; ``statistic`` is
+    the log of the factor.
+
+    >>> sequential_srm_test({"champion": 5000, "challenger": 5600}, {"champion": 50,
+    ...                     "challenger": 50}).mismatch
+    True
+    >>> sequential_srm_test({"champion": 41, "challenger": 80}, {"champion": 50,
+    ...                     "challenger": 50}).mismatch  # chi-squared: p = 0.0004
+    False
+    """
+    from scipy.special import gammaln
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"srm 'alpha': expected a probability in (0, 1), got {alpha!r}")
+    fixed = srm_test(observed, weights, min_total=min_total)
+    if (fixed.note and fixed.p_value is None) or fixed.statistic == math.inf:
+        return fixed  # too few requests, or traffic to a variant with weight 0
+    live = [name for name, weight in validate_weights(weights).items() if weight > 0]
+    if len(live) == 1:
+        return fixed
+    total = sum(weights[name] for name in live)
+    shares = {name: weights[name] / total for name in live}
+    counts = {name: observed.get(name, 0) for name in live}
+    n = sum(counts.values())
+    log_factor = float(
+        gammaln(CONCENTRATION) - gammaln(CONCENTRATION + n)
+        + math.fsum(gammaln(CONCENTRATION * shares[k] + counts[k])
+                    - gammaln(CONCENTRATION * shares[k]) - counts[k] * math.log(shares[k])
+                    for k in live)
+    )
+    p_value = min(1.0, math.exp(-log_factor)) if log_factor > -700 else 1.0
+    return SrmResult(log_factor, p_value, log_factor >= math.log(1 / alpha), fixed.expected)
