@@ -21,10 +21,15 @@ def test_a_quiet_challenger_passes() -> None:
     assert drift_gate(windows("challenger", [False, False])).passed is True
 
 
-def test_challenger_drift_fails_when_the_champion_traffic_is_quiet_or_absent() -> None:
+def test_challenger_drift_fails_when_the_champion_traffic_is_quiet_and_waits_without_it(
+) -> None:
+    """With no champion window to hold it against, a flagged window is no verdict (a
+    twin of the champion was rolled back on one false alarm): the gate lacks data, and the
+    controller waits for the champion's windows instead of stepping."""
     alone = drift_gate(windows("challenger", [True, False]))
     quiet = drift_gate(windows("challenger", [True, False]), windows("champion", [False] * 4))
-    assert alone.passed is False and quiet.passed is False
+    assert alone.passed is None and "no window of the champion's yet" in alone.reason
+    assert quiet.passed is False
     assert "tenure_months" in quiet.reason
     assert quiet.numbers == {"windows": 2, "flagged": 1, "champion_windows": 4,
                              "champion_flagged": 0}

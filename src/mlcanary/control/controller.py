@@ -13,7 +13,8 @@ within one poll, and write their counts within one flush). Then:
 * every gate with data passes (the fast gate must have data, and the prediction log
   must hold the requests counted) -> canary: next step, or promotion after the last;
   A/B: promotion when the quality test says better;
-* otherwise (not enough traffic yet, or its predictions not yet written) nothing
+* otherwise (not enough traffic yet, its predictions not yet written, or drift on the
+  challenger's traffic before the champion has a window to compare it with) nothing
   happens and the interval grows.
 
 The quality test reads every labelled row since the start (labels arrive late), grouped
@@ -171,7 +172,9 @@ class Controller:
             self.deployments.save(after, self._event(d, after, "check_failed", gates))
             return Check(d.model, "check_failed", gates)
         fast = next(g for g in gates if g.gate == "fast")
-        if fast.passed is None or _log_behind(counts, frames):
+        drift = next(g for g in gates if g.gate == "drift")
+        unanswered = drift.passed is None and drift.numbers.get("flagged", 0) > 0
+        if fast.passed is None or unanswered or _log_behind(counts, frames):
             return None  # not enough evidence yet: wait, the interval grows
         next_move = strategy_named(d.strategy).after_pass(d, verdict)
         if next_move == "promote":

@@ -178,7 +178,13 @@ def drift_gate(signals: list[Signal], champion: list[Signal] | None = None) -> G
     if not flagged:
         return GateResult("drift", True, "no drift on challenger traffic", numbers)
     columns = sorted({c for s in flagged for c in s.payload["drifted_columns"]})
-    if champion and len(ours) / len(champion) >= len(flagged) / len(signals):
+    if not champion:  # nothing to hold it against: one window's false alarm is no verdict
+        return GateResult(
+            "drift", None,
+            f"drift on challenger traffic ({columns}); no window of the champion's yet to "
+            "compare with", numbers,
+        )
+    if len(ours) / len(champion) >= len(flagged) / len(signals):
         return GateResult(
             "drift", True,
             f"drift on challenger traffic ({columns}) but no more often than on the "
