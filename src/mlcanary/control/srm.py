@@ -144,13 +144,10 @@ def sequential_srm_test(
     if not 0 < alpha < 1:
         raise ValueError(f"srm 'alpha': expected a probability in (0, 1), got {alpha!r}")
     fixed = srm_test(observed, weights, min_total=min_total)
-    if (fixed.note and fixed.p_value is None) or fixed.statistic == math.inf:
-        return fixed  # too few requests, or traffic to a variant with weight 0
-    live = [name for name, weight in validate_weights(weights).items() if weight > 0]
-    if len(live) == 1:
+    if fixed.note:  # stray traffic, too few requests, one live variant: its rules hold
         return fixed
-    total = sum(weights[name] for name in live)
-    shares = {name: weights[name] / total for name in live}
+    shares = {name: w / 100 for name, w in validate_weights(weights).items() if w > 0}
+    live = list(shares)
     counts = {name: observed.get(name, 0) for name in live}
     n = sum(counts.values())
     log_factor = float(
