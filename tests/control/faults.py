@@ -22,12 +22,19 @@ class Faulty:
     """Delegates to ``inner``; raises on ``error_rate`` of calls; each call takes
     ``slowdown`` times as long as the inner model's (5.0: five times the latency)."""
 
-    def __init__(self, inner: Any, error_rate: float = 0.0, slowdown: float = 1.0) -> None:
+    def __init__(self, inner: Any, error_rate: float = 0.0, slowdown: float = 1.0,
+                 hold_rows: int | None = None, hold_seconds: float = 0.0) -> None:
         self.inner = inner
         self.error_rate = error_rate
         self.slowdown = slowdown
+        self.hold_rows = hold_rows
+        """Calls on at least this many rows first sleep ``hold_seconds`` (a request that is
+        sure to be in flight when a test looks)."""
+        self.hold_seconds = hold_seconds
 
     def _call(self, method: str, X: Any) -> Any:
+        if self.hold_rows is not None and len(X) >= self.hold_rows:
+            time.sleep(self.hold_seconds)
         start = time.perf_counter()
         result = getattr(self.inner, method)(X)
         if len(X) >= LOAD_CHECK_ROWS:

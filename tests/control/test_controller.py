@@ -24,6 +24,7 @@ from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import Deployment, DeploymentLog, Event
 from mlcanary.store.records import PredictionRecord
+from mlcanary.store.signals import Signal, SignalLog
 from mlcanary.store.traffic import Counts, TrafficLog
 from tests.serve.conftest import registered_churn
 
@@ -288,3 +289,41 @@ def test_a_rollout_is_refused_while_an_ending_never_moves_its_aliases(
         rig.deploy(challenger=2, steps=[50, 100])
     rig.registry.remove_alias("churn", "challenger")
     assert rig.deploy(challenger=2, steps=[50, 100]).champion == 1
+
+
+def drift_window(rig: Rig, d: Deployment, variant: str, end: float, flagged: bool) -> None:
+    """A drift window of ``variant``'s traffic as the monitor records it."""
+    version = d.versions()[variant]
+    SignalLog(rig.store).add(Signal(
+        "churn", variant, version, "drift", end - 5, end, uuid.uuid4().hex, 1000, flagged,
+        {"drifted_columns": ["tenure_months"] if flagged else [], "dataset_drift": flagged}))
+
+
+def test_one_window_of_drift_on_a_twin_waits_for_more_then_steps(rig: Rig) -> None:
+    """A twin of the champion was rolled back (max-failures 1) on its traffic's one flagged
+    window against the champion's one quiet window: now the rollout waits for windows
+    enough to tell, steps when the flag stays alone, and at 100% judges only the windows of
+    the periods both versions served."""
+    d = rig.deploy(steps=[50, 100], max_failures=1)
+    start = d.last_check
+    traffic(rig, d, start + 2, 6, seed=30)
+    drift_window(rig, d, "challenger", start + 7, True)
+    drift_window(rig, d, "champion", start + 7, False)
+    assert rig.controller.tick(now=start + 10) == []  # 1 of 1 against 0 of 1: wait
+    traffic(rig, d, start + 10, 6, seed=31)
+    for k in range(4):
+        drift_window(rig, d, "challenger", start + 11 + k, False)
+        drift_window(rig, d, "champion", start + 11 + k, False)
+    (check,) = rig.controller.tick(now=start + 20)
+    drift = next(g for g in check.gates if g.gate == "drift")
+    assert check.action == "step", check.gates
+    assert drift.passed is True and "not significantly" in drift.reason
+    current = rig.log.get("churn")
+    assert current is not None and current.weights["champion"] == 0
+    traffic(rig, current, start + 22, 6, seed=32)
+    for k in range(5):  # the world moves at 100%: no champion traffic shows it
+        drift_window(rig, current, "challenger", start + 23 + k, True)
+    (check,) = rig.controller.tick(now=start + 30)
+    drift = next(g for g in check.gates if g.gate == "drift")
+    assert check.action == "promote", check.gates
+    assert drift.numbers["windows"] == 5 and drift.numbers["flagged"] == 1

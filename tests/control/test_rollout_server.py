@@ -144,8 +144,11 @@ def send(url: str, rows: pd.DataFrame, key: str,
 
 
 @contextlib.contextmanager
-def traffic(url: str, clients: int = 3, heavy_key: str | None = None) -> Iterator[Traffic]:
-    rows = make_churn(6000, seed=32).drop(columns="churned")  # windows like the reference
+def traffic(url: str, clients: int = 3, heavy_key: str | None = None,
+            seed: int = 32) -> Iterator[Traffic]:
+    """Rows like the reference, each sent once (for 6,000 requests): a row sent twice in one
+    window is not an independent draw, and the drift tests would read it as drift."""
+    rows = make_churn(6000, seed=seed).drop(columns="churned")
     load = Traffic(url, rows, heavy_key=heavy_key)
     threads = [threading.Thread(target=load.run, args=(i,), daemon=True)
                for i in range(clients)]
@@ -281,17 +284,19 @@ def test_a_sound_challenger_passes_every_check_across_sigkills_and_bursts(
     started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps", "50,100",
                                "--interval", "4s", "--max-failures", "1")
     assert started.code == 0, started.stderr
-    rows = make_churn(600, seed=35).drop(columns="churned")
+    rows = make_churn(1800, seed=35).drop(columns="churned")
     burst: list[tuple[int, str, str]] = []
     answered: list[tuple[int, str, str]] = []
+    lives = iter([(0, 32), (600, 36), (1200, 37)])  # new rows each life: windows stay iid
 
     def until(done: Callable[[], bool]) -> Deployment:
         """Serve with a burst first, then steady traffic, until ``done``; then SIGKILL."""
+        first, seed = next(lives)
         with running_server(home, ["churn"], **ENV) as server:
             with concurrent.futures.ThreadPoolExecutor(16) as pool:  # the queue, at once
-                burst.extend(pool.map(
-                    lambda i: send(server.url, rows.iloc[[i]], key=f"q{i}"), range(len(rows))))
-            with traffic(server.url) as load:
+                burst.extend(pool.map(lambda i: send(server.url, rows.iloc[[i]], key=f"q{i}"),
+                                      range(first, first + 600)))
+            with traffic(server.url, seed=seed) as load:
                 deployment = wait_for(home, done)
                 children = child_pids(server.proc.pid)
                 server.proc.kill()

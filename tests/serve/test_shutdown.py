@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlcanary.config import Settings
 from mlcanary.demo import make_churn
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.train.fit import train
+from mlcanary.train.publish import publish
+from mlcanary.train.spec import TrainSpec
+from tests.control.faults import Faulty
 from tests.serve.conftest import (
     niceness,
     one_watcher_at,
@@ -23,7 +29,24 @@ from tests.serve.conftest import (
 from tests.serve.test_swap import request_body
 
 IN_FLIGHT = 3
-BIG_ROWS = 15_000
+BIG_ROWS = 5_000
+HOLD_SECONDS = 2.0
+"""Each call on a big request sleeps this long first: requests are surely in flight when the
+test looks (a fast machine answered all three between two looks)."""
+
+
+def held_churn(tmp_path: Path) -> Path:
+    """A home whose champion holds every call on ``BIG_ROWS`` rows for ``HOLD_SECONDS``."""
+    home = tmp_path / "home"
+    data = tmp_path / "churn.csv"
+    make_churn(1500, seed=4).to_csv(data, index=False)
+    settings = Settings(home=home)
+    result = train(TrainSpec.parse(data=data, target="churned", name="churn",
+                                   model="logistic", folds=3), settings)
+    frozen = result.pipeline.estimator
+    frozen.estimator = Faulty(frozen.estimator, hold_rows=BIG_ROWS, hold_seconds=HOLD_SECONDS)
+    publish(result, ModelRegistry(settings), "<html></html>")
+    return home
 
 
 def in_flight(url: str) -> float:
@@ -34,7 +57,7 @@ def in_flight(url: str) -> float:
 
 
 def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
-    home = registered_churn(tmp_path, 1500, seed=4)
+    home = held_churn(tmp_path)
     rows = make_churn(BIG_ROWS, seed=5).drop(columns=["churned"])
     body = request_body(pd.DataFrame(rows))
     answers: list[int | str] = []
@@ -58,7 +81,7 @@ def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
         while in_flight(running.url) < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         held = in_flight(running.url)
-        assert held >= 1, "no request was in flight"
+        assert held >= 1, ("no request was in flight", answers)
         running.proc.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(timeout=120)

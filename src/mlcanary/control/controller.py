@@ -28,6 +28,7 @@ never takes a step twice, and each leaves an event with the gates' numbers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -147,14 +148,15 @@ class Controller:
         gates.append(fast_gate(counts["champion"], counts["challenger"],
                                champion_share=d.weights.get("champion", 0.0)))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
+        # The rollout's windows from periods both versions served: at 100% the champion
+        # has none to show whether the world moved, so the challenger's count stops there.
+        both_until = (d.split_changes[-1] if d.weights.get("champion", 0.0) == 0
+                      and d.split_changes else math.inf)
         rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
-                   if s.end_ts >= d.started]
-        ours = [s for s in rollout if s.variant == "champion" and s.version == d.champion]
+                   if d.started <= s.end_ts <= both_until]
         gates.append(drift_gate(
-            [s for s in rollout if s.variant == "challenger" and s.version == d.challenger
-             and s.end_ts >= since],
-            # the champion's windows of this interval; at 100% (none) those of the rollout
-            [s for s in ours if s.end_ts >= since] or ours,
+            [s for s in rollout if s.variant == "challenger" and s.version == d.challenger],
+            [s for s in rollout if s.variant == "champion" and s.version == d.champion],
         ))
         quality, state = self._quality(d, signature)
         gates.append(quality)
@@ -173,7 +175,10 @@ class Controller:
             return Check(d.model, "check_failed", gates)
         fast = next(g for g in gates if g.gate == "fast")
         drift = next(g for g in gates if g.gate == "drift")
-        unanswered = drift.passed is None and drift.numbers.get("flagged", 0) > 0
+        # A flagged window the gate cannot judge yet waits for more windows, while they can
+        # still come: at 100% the periods both served are over, and nothing more will.
+        unanswered = (drift.passed is None and drift.numbers.get("flagged", 0) > 0
+                      and d.weights.get("champion", 0.0) > 0)
         if fast.passed is None or unanswered or _log_behind(counts, frames):
             return None  # not enough evidence yet: wait, the interval grows
         next_move = strategy_named(d.strategy).after_pass(d, verdict)

@@ -15,7 +15,8 @@
    Divergence: the challenger's score distribution against the champion's on the same
    interval's traffic (an inverted or broken model shows here long before labels arrive).
 3. Drift: the monitor's dataset-drift signals on the challenger's traffic, held against
-   it when they come more often than on the champion's.
+   it when they come significantly more often than on the champion's in the periods both
+   served (Fisher's exact test on windows, at ``DRIFT_ALPHA``).
 4. Quality, once labels exist: the sequential test (``sequential.update_strata``), valid
    however often it looks, comparing the arms within each period of one traffic split.
 
@@ -25,11 +26,13 @@ every gate with data passes and the fast gate has data.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mlcanary.control.srm import sequential_srm_test
 from mlcanary.monitor.detectors import NumericReference, numeric_tests
@@ -56,6 +59,10 @@ better on labels, reads 0.26-0.27, while one with inverted labels reads 1.1-2.5.
 that differ only in training noise stay far below either; quality judges the rest."""
 DIVERGENCE_ALPHA = 0.001
 """...and the KS test must reject equal distributions at this level."""
+DRIFT_ALPHA = 0.01
+"""One-sided level at which the challenger's traffic drifts more often than the champion's:
+a challenger flagged in every window, the champion in none, fails after five windows each
+at 50/50, after two against twenty at 10/90."""
 
 
 @dataclass(frozen=True)
@@ -161,18 +168,22 @@ def divergence_gate(
 
 
 def drift_gate(signals: list[Signal], champion: list[Signal] | None = None) -> GateResult:
-    """Drift on the challenger's traffic (against its own reference) that the champion's
-    traffic in the same period does not show as often.
+    """Drift on the challenger's traffic (against its own reference) significantly more
+    often than on the champion's traffic of the same periods.
 
     Each version is compared with the data it was trained on. When the world moves, both
     drift, and a challenger retrained on the new data drifts less: that is no reason to
     stop it (quality decides). A challenger whose traffic drifts more often than the
-    champion's was trained on data unlike production, and fails.
+    champion's was trained on data unlike production, and fails, once Fisher's exact test
+    (one-sided, on flagged and quiet windows) says so at ``DRIFT_ALPHA``. A window's false
+    alarm is no verdict: while even the most lopsided outcome these windows allow would not
+    be significant, the gate lacks data (the controller waits for more windows).
     """
     flagged = [s for s in signals if s.flagged]
     ours = [s for s in champion or [] if s.flagged]
-    numbers = {"windows": len(signals), "flagged": len(flagged),
-               "champion_windows": len(champion or []), "champion_flagged": len(ours)}
+    numbers: dict[str, Any] = {
+        "windows": len(signals), "flagged": len(flagged),
+        "champion_windows": len(champion or []), "champion_flagged": len(ours)}
     if not signals:
         return GateResult("drift", None, "no window of challenger traffic yet", numbers)
     if not flagged:
@@ -184,14 +195,26 @@ def drift_gate(signals: list[Signal], champion: list[Signal] | None = None) -> G
             f"drift on challenger traffic ({columns}); no window of the champion's yet to "
             "compare with", numbers,
         )
-    if len(ours) / len(champion) >= len(flagged) / len(signals):
+    n1, f1, n0, f0 = len(signals), len(flagged), len(champion), len(ours)
+    p_value = float(stats.fisher_exact([[f1, n1 - f1], [f0, n0 - f0]],
+                                       alternative="greater").pvalue)
+    numbers["p_value"] = p_value
+    counts = f"{f1} of {n1} windows, the champion's {f0} of {n0}"
+    if p_value < DRIFT_ALPHA:
+        return GateResult("drift", False, f"dataset drift on challenger traffic ({columns}): "
+                          f"{counts} (p = {p_value:.2g})", numbers)
+    if f1 / n1 <= f0 / n0:
         return GateResult(
             "drift", True,
             f"drift on challenger traffic ({columns}) but no more often than on the "
-            f"champion's ({len(ours)} of {len(champion)} windows): the data moved, not the model",
-            numbers,
+            f"champion's ({counts}): the data moved, not the model", numbers,
         )
-    return GateResult("drift", False, f"dataset drift on challenger traffic ({columns})", numbers)
+    if 1 / math.comb(n0 + n1, n1) >= DRIFT_ALPHA:  # all flagged on one side: still not
+        return GateResult("drift", None, f"drift on challenger traffic ({columns}): {counts}; "
+                          "too few windows to tell a false alarm from a difference", numbers)
+    return GateResult("drift", True, f"drift on challenger traffic ({columns}) not "
+                      f"significantly more often than on the champion's ({counts}, "
+                      f"p = {p_value:.2g})", numbers)
 
 
 def _scores(frame: pd.DataFrame, signature: Signature) -> np.ndarray:
