@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput, Unavailable
 from mlcanary.store.feedback import FeedbackItem, FeedbackResult, check_labels
-from mlcanary.store.records import PredictionRecord, encode, window_frame
+from mlcanary.store.records import PredictionRecord, encode, outputs_of, window_frame
 from mlcanary.store.schema import feedback, migrate, predictions
 
 CHUNK = 500
@@ -257,7 +257,7 @@ class Store:
                 predictions.c.model == model, predictions.c.id.in_(ids[start : start + CHUNK])
             )
             for id_, rows, outputs in conn.execute(query):
-                found[id_] = (int(rows), orjson.loads(outputs).get("classes"))
+                found[id_] = (int(rows), outputs_of(outputs).get("classes"))
         return found
 
     def _labels(self, conn: Connection, ids: list[str]) -> dict[str, list[Any]]:

@@ -4,6 +4,7 @@ Changing them is a migration (alembic, ``store/migrations/versions``): change th
 ``Table`` here, add a revision that makes the same change (``op.add_column``, ...), and
 set ``HEAD`` to it; ``migrate`` brings every store to ``HEAD`` on its next open.
 JSON travels as text: the same bytes on both databases, and nothing the store queries by.
+A prediction's arrays travel as binary records (``records.pack``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -28,6 +30,9 @@ from mlcanary.errors import InvalidInput
 
 metadata = MetaData()
 
+INPUTS_COMMENT = "the columns as validated: a binary record (records.pack), or older JSON"
+OUTPUTS_COMMENT = "predict, probabilities and classes: a binary record, or older JSON"
+
 predictions = Table(
     "predictions",
     metadata,
@@ -37,13 +42,8 @@ predictions = Table(
     Column("variant", Text, nullable=False, server_default="champion"),
     Column("version", Integer, nullable=False),
     Column("rows", Integer, nullable=False),
-    Column("inputs", Text, nullable=False, comment="JSON {column: [values...]}, as validated"),
-    Column(
-        "outputs",
-        Text,
-        nullable=False,
-        comment='JSON {"predict": [...], "probabilities": [[...]], "classes": [...]}',
-    ),
+    Column("inputs", LargeBinary, nullable=False, comment=INPUTS_COMMENT),
+    Column("outputs", LargeBinary, nullable=False, comment=OUTPUTS_COMMENT),
     Column("latency_ms", Double, nullable=False),
     Index("predictions_model_ts", "model", "ts"),
     Index("predictions_ts", "ts"),
@@ -139,7 +139,7 @@ log_stats = Table(
 
 _SCHEMA_LOCK = 0x6D6C636E  # any constant: serialises migrations across Postgres clients
 
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision in ``store/migrations/versions`` (a test checks it is alembic's head)."""
 FIRST = "0001"
 """The revision a store created before migrations holds (its tables, no version)."""
