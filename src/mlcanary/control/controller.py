@@ -143,15 +143,16 @@ class Controller:
             )
             for variant, version in d.versions().items()
         }
+        champion_share = d.weights.get("champion", 0.0)
         # Concurrent traffic only: at 100% the champion has none, and the challenger's
         # errors meet the absolute limit alone (its latency was compared at earlier steps).
         gates.append(fast_gate(counts["champion"], counts["challenger"],
-                               champion_share=d.weights.get("champion", 0.0)))
+                               champion_share=champion_share))
         gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
         # The rollout's windows from periods both versions served: at 100% the champion
         # has none to show whether the world moved, so the challenger's count stops there.
-        both_until = (d.split_changes[-1] if d.weights.get("champion", 0.0) == 0
-                      and d.split_changes else math.inf)
+        both_until = (d.split_changes[-1] if champion_share == 0 and d.split_changes
+                      else math.inf)
         rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
                    if d.started <= s.end_ts <= both_until]
         gates.append(drift_gate(
@@ -178,7 +179,7 @@ class Controller:
         # A flagged window the gate cannot judge yet waits for more windows, while they can
         # still come: at 100% the periods both served are over, and nothing more will.
         unanswered = (drift.passed is None and drift.numbers.get("flagged", 0) > 0
-                      and d.weights.get("champion", 0.0) > 0)
+                      and champion_share > 0)
         if fast.passed is None or unanswered or _log_behind(counts, frames):
             return None  # not enough evidence yet: wait, the interval grows
         next_move = strategy_named(d.strategy).after_pass(d, verdict)
