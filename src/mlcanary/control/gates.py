@@ -4,10 +4,15 @@
    the intended split, by a sequential test whose false-alarm rate holds over every look
    (``srm.sequential_srm_test``). A mismatch stops the analysis (broken assignment says
    nothing about the model).
-2. Fast gate: the challenger's server-error rate and tail latency (p99 from 1,000
-   requests, a lower quantile from fewer, interpolated within fine buckets) against the
-   champion's on the same interval's traffic, routed by the same split, and against
-   absolute limits. When the interval gave the champion too little traffic (at 100%),
+2. Fast gate: the challenger's server-error rate and latency (the median and the tail:
+   p99 from 1,000 requests, a lower quantile from fewer, interpolated within fine
+   buckets) against the champion's on the same interval's traffic, routed by the same
+   split, and against absolute limits. Latency fails only when the challenger's
+   quantile is beyond ``LATENCY_RATIO`` times the champion's plus ``LATENCY_SLACK_MS``
+   with significance (``latency_test``): a tail is made of a few rare, clustered events
+   (a pause of the machine slows every request in flight), and the point estimates of
+   two twins' p99 differ by more than the margin in several percent of a busy machine's
+   intervals. When the interval gave the champion too little traffic (at 100%),
    nothing concurrent is there to compare with: the absolute error limit alone judges,
    never the champion's traffic of other periods (a trend in load or a server's restart
    would read as the challenger's fault). Latencies of a server's first seconds after a
@@ -51,6 +56,11 @@ LATENCY_RATIO = 2.0
 """The challenger's p99 may be at most this multiple of the champion's ..."""
 LATENCY_SLACK_MS = 5.0
 """... plus this much (so 1 ms vs 5 ms, one latency bucket apart, is not a failure)."""
+LATENCY_ALPHA = 0.001
+"""Level of the latency test in one check, shared by its two quantiles (Bonferroni). The
+test takes requests as independent; pauses that slow several requests at once make the
+counts overdispersed, and the low level keeps the false-failure rate of twins under
+clustered pauses near zero (measured in ``tests/control/test_latency_gate.py``)."""
 DIVERGENCE_PSI = 0.5
 """PSI between champion and challenger scores on the same traffic. Twice the usual 'major
 shift' band (0.25), because a challenger retrained after drift is meant to score the new
@@ -101,19 +111,65 @@ def tail_quantile(n: int) -> float:
     return round(min(0.99, max(0.5, 1 - 10 / max(n, 1))), 4)
 
 
+@dataclass(frozen=True)
+class LatencyTest:
+    """One quantile's comparison: the challenger's requests above the champion's quantile
+    stretched by the allowed margin, against the champion's above its own quantile."""
+
+    quantile: float
+    champion_ms: float
+    challenger_ms: float
+    limit_ms: float
+    above: tuple[int, int]
+    """(champion above its quantile, challenger above ``limit_ms``)."""
+    timed: tuple[int, int]
+    p_value: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"quantile": self.quantile, "champion_ms": self.champion_ms,
+                "challenger_ms": self.challenger_ms, "limit_ms": self.limit_ms,
+                "above": {"champion": self.above[0], "challenger": self.above[1]},
+                "p_value": self.p_value}
+
+
+def latency_test(champion: Counts, challenger: Counts, quantile: float) -> LatencyTest:
+    """Whether the challenger's ``quantile`` of latency exceeds ``LATENCY_RATIO`` times
+    the champion's plus ``LATENCY_SLACK_MS``.
+
+    If it does not, a challenger request is at most as likely to be slower than that
+    limit as a champion request is to be slower than the champion's quantile (1 - q):
+    Fisher's exact test (one-sided) on the two counts tests just that. Requests are taken
+    as independent draws of each variant's latency; both quantiles are estimated from
+    the same interval's traffic.
+    """
+    a = champion.quantile_ms(quantile)
+    b = challenger.quantile_ms(quantile)
+    assert a is not None and b is not None
+    limit = LATENCY_RATIO * a + LATENCY_SLACK_MS
+    n0, n1 = sum(champion.latency), sum(challenger.latency)
+    k0 = min(n0, round(champion.count_above(a)))
+    k1 = min(n1, round(challenger.count_above(limit)))
+    p_value = float(stats.fisher_exact([[k1, n1 - k1], [k0, n0 - k0]],
+                                       alternative="greater").pvalue)
+    return LatencyTest(quantile, a, b, limit, (k0, k1), (n0, n1), p_value)
+
+
 def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0) -> GateResult:
-    """Errors and tail latency of the challenger against the champion's.
+    """Errors and latency of the challenger against the champion's.
 
     Both are counts of the same interval under the same split. When the split sends the
     champion nothing (``champion_share`` 0: the last canary step) the absolute error limit
     alone judges. When it does send the champion traffic but too little came for a
     comparison (fewer than ``MIN_REQUESTS``: a quiet interval), the gate lacks data: a
     challenger is never waved through on the interval that could not compare it.
+    Latency is compared at the median and at the tail quantile the traffic supports
+    (``tail_quantile``), each by ``latency_test`` at half of ``LATENCY_ALPHA``.
     """
     compared = champion.requests >= MIN_REQUESTS
-    q = tail_quantile(min(champion.requests, challenger.requests) if compared
-                      else challenger.requests)
-    numbers = {
+    timed = min(sum(champion.latency), sum(challenger.latency)) if compared else sum(
+        challenger.latency)
+    q = tail_quantile(timed)
+    numbers: dict[str, Any] = {
         "requests": {"champion": champion.requests, "challenger": challenger.requests},
         "error_rate": {"champion": champion.error_rate, "challenger": challenger.error_rate},
         "latency_quantile": q,
@@ -127,8 +183,7 @@ def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0)
         return GateResult(
             "fast", None, f"fewer than {MIN_REQUESTS} champion requests to compare with "
             f"({champion.requests}; the split sends it {champion_share:g}%)", numbers)
-    if compared and (sum(champion.latency) < MIN_REQUESTS
-                     or sum(challenger.latency) < MIN_REQUESTS):
+    if compared and timed < MIN_REQUESTS:
         # Counted, but answered in a server's warm-up: no latency to compare yet.
         return GateResult("fast", None, "too few latencies measured (server warm-up)",
                           numbers)
@@ -139,9 +194,19 @@ def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0)
         reasons.append(
             f"error rate {challenger.error_rate:.1%} vs champion {champion.error_rate:.1%}"
         )
-    a, b = champion.quantile_ms(q), challenger.quantile_ms(q)
-    if compared and a is not None and b is not None and b > LATENCY_RATIO * a + LATENCY_SLACK_MS:
-        reasons.append(f"p{q * 100:g} latency {b:g} ms vs champion {a:g} ms")
+    if compared:
+        tests = [latency_test(champion, challenger, u) for u in sorted({0.5, q})]
+        numbers["latency_tests"] = [t.as_dict() for t in tests]
+        level = LATENCY_ALPHA / len(tests)
+        for t in tests:
+            if t.p_value < level:
+                reasons.append(
+                    f"p{t.quantile * 100:g} latency {t.challenger_ms:.3g} ms vs champion "
+                    f"{t.champion_ms:.3g} ms: {t.above[1] / t.timed[1]:.1%} of its requests "
+                    f"above {t.limit_ms:.3g} ms ({LATENCY_RATIO:g}x + {LATENCY_SLACK_MS:g} "
+                    f"ms), the champion's {t.above[0] / t.timed[0]:.1%} above its own "
+                    f"(p = {t.p_value:.1e})")
+                break
     if reasons:
         return GateResult("fast", False, "; ".join(reasons), numbers)
     return GateResult("fast", True, "errors and latency within limits", numbers)

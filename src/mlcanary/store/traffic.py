@@ -5,6 +5,7 @@ controller sees every replica's traffic.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,23 @@ class Counts:
         before = cumulative[index] - counts[index]
         share = (q * total - before) / counts[index] if counts[index] else 1.0
         return float(low + min(max(share, 0.0), 1.0) * (LATENCY_EDGES_MS[index] - low))
+
+    def count_above(self, ms: float) -> float:
+        """Timed requests slower than ``ms``, interpolated linearly within its bucket as
+        ``quantile_ms`` is (so the count above a quantile q is (1 - q) of the total).
+
+        >>> c = Counts(); c.latency[10] = 100  # 100 requests in (0.476 ms, 0.566 ms]
+        >>> round(c.count_above(c.quantile_ms(0.9)), 6)
+        10.0
+        """
+        counts = np.asarray(self.latency, dtype=float)
+        index = bisect.bisect_left(LATENCY_EDGES_MS, ms)
+        beyond = float(counts[index + 1:].sum())
+        if index >= len(LATENCY_EDGES_MS):
+            return float(counts[-1])
+        low = LATENCY_EDGES_MS[index - 1] if index > 0 else 0.0
+        share = (LATENCY_EDGES_MS[index] - ms) / (LATENCY_EDGES_MS[index] - low)
+        return beyond + float(counts[index]) * min(max(share, 0.0), 1.0)
 
 
 class TrafficLog:
