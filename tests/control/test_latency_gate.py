@@ -103,6 +103,24 @@ def test_a_slow_challenger_fails_on_latency(requests: int, share: float, kind: s
         assert not any(reason.startswith("p50 ") for reason in failed)
 
 
+def test_a_slow_challenger_on_too_few_requests_waits_and_is_never_passed() -> None:
+    """Four times slower per call (82 ms a request against 22 ms), ~22 requests a side (a
+    busy machine's interval): the estimate is beyond the limit, the evidence not always
+    yet. The gate then lacks data (the rollout waits, the interval grows) and never
+    passes it; on an interval three times as long it fails."""
+    rng = np.random.default_rng(7)
+    slow = {"slowdown": 4.0, "compute_ms": 20.0}
+    short = [fast_gate(*interval(rng, 45, 0.5, **slow), champion_share=50.0)
+             for _ in range(200)]
+    judged = [g for g in short if min(g.numbers["requests"].values()) >= 20]
+    assert judged and not any(g.passed for g in judged)
+    waited = [g for g in judged if g.passed is None]
+    assert len(waited) >= 10 and all("not yet significant" in g.reason for g in waited)
+    longer = [fast_gate(*interval(rng, 135, 0.5, **slow), champion_share=50.0)
+              for _ in range(200)]
+    assert sum(g.passed is False for g in longer) >= least(200, 0.95)
+
+
 def test_the_latency_numbers_name_both_quantiles_and_their_counts() -> None:
     champion, challenger = interval(np.random.default_rng(3), 3000, 0.5, slowdown=5.0,
                                     compute_ms=5.0)

@@ -139,7 +139,8 @@ class Controller:
         signature = self._signature(d.model, d.champion)
         frames = {
             variant: self.store.read_window(
-                d.model, variant=variant, version=version, since=since, until=until
+                d.model, variant=variant, version=version, since=since, until=until,
+                inputs=False,
             )
             for variant, version in d.versions().items()
         }
@@ -221,7 +222,7 @@ class Controller:
         labelled = {}
         for variant, version in d.versions().items():
             frame = self.store.read_window(d.model, variant=variant, version=version,
-                                           since=d.started)
+                                           since=d.started, inputs=False, labelled=True)
             labelled[variant] = frame[frame[TARGET_COLUMN].notna()] if not frame.empty else frame
         state, decision = update_strata(state, self._strata(d, labelled, signature))
         numbers = decision.as_dict()

@@ -163,7 +163,9 @@ def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0)
     comparison (fewer than ``MIN_REQUESTS``: a quiet interval), the gate lacks data: a
     challenger is never waved through on the interval that could not compare it.
     Latency is compared at the median and at the tail quantile the traffic supports
-    (``tail_quantile``), each by ``latency_test`` at half of ``LATENCY_ALPHA``.
+    (``tail_quantile``), each by ``latency_test`` at half of ``LATENCY_ALPHA``. A
+    challenger whose estimated quantile is beyond the limit without significance is not
+    passed: the gate lacks data, and the next check reads the longer interval.
     """
     compared = champion.requests >= MIN_REQUESTS
     timed = min(sum(champion.latency), sum(challenger.latency)) if compared else sum(
@@ -194,6 +196,7 @@ def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0)
         reasons.append(
             f"error rate {challenger.error_rate:.1%} vs champion {champion.error_rate:.1%}"
         )
+    beyond: list[LatencyTest] = []
     if compared:
         tests = [latency_test(champion, challenger, u) for u in sorted({0.5, q})]
         numbers["latency_tests"] = [t.as_dict() for t in tests]
@@ -207,8 +210,19 @@ def fast_gate(champion: Counts, challenger: Counts, champion_share: float = 0.0)
                     f"ms), the champion's {t.above[0] / t.timed[0]:.1%} above its own "
                     f"(p = {t.p_value:.1e})")
                 break
+        beyond = [t for t in tests if t.challenger_ms > t.limit_ms]
     if reasons:
         return GateResult("fast", False, "; ".join(reasons), numbers)
+    if beyond:
+        # Slower than allowed by the estimate, not yet by the evidence: neither a pass nor
+        # a failure; the interval grows until the test decides or the estimate comes back.
+        t = beyond[0]
+        return GateResult(
+            "fast", None,
+            f"p{t.quantile * 100:g} latency {t.challenger_ms:.3g} ms beyond "
+            f"{t.limit_ms:.3g} ms ({LATENCY_RATIO:g}x the champion's + "
+            f"{LATENCY_SLACK_MS:g} ms), not yet significant (p = {t.p_value:.1e}): waiting "
+            "for more traffic", numbers)
     return GateResult("fast", True, "errors and latency within limits", numbers)
 
 

@@ -186,7 +186,7 @@ class Monitor:
 
     def _performances(self, name: str) -> list[Signal]:
         """A performance signal per group whose recent labels changed since its last one."""
-        recent = self.store.read_window(name, limit=self.plan.performance_rows)
+        recent = self.store.read_window(name, limit=self.plan.performance_rows, inputs=False)
         if recent.empty:
             return []
         out = []

@@ -167,26 +167,24 @@ class Store:
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        inputs: bool = True,
+        labelled: bool = False,
     ) -> pd.DataFrame:
         """One row per predicted row of ``model`` in ``[since, until)``, oldest first.
 
         ``limit`` keeps the most recent ``limit`` predictions (requests, not rows).
+        ``inputs=False`` leaves the request's columns out (neither read nor decoded: the
+        outputs and labels alone); ``labelled=True`` keeps only predictions with labels.
         Columns are described in ``records.window_frame``.
         """
-        query = (
-            select(
-                predictions.c.id,
-                predictions.c.ts,
-                predictions.c.variant,
-                predictions.c.version,
-                predictions.c.rows,
-                predictions.c.inputs,
-                predictions.c.outputs,
-                feedback.c.labels,
-            )
-            .select_from(predictions.outerjoin(feedback, feedback.c.id == predictions.c.id))
-            .where(predictions.c.model == model)
-        )
+        wanted = [predictions.c.id, predictions.c.ts, predictions.c.variant,
+                  predictions.c.version, predictions.c.rows, predictions.c.outputs,
+                  feedback.c.labels]
+        if inputs:
+            wanted.append(predictions.c.inputs)
+        joined = (predictions.join(feedback, feedback.c.id == predictions.c.id) if labelled
+                  else predictions.outerjoin(feedback, feedback.c.id == predictions.c.id))
+        query = select(*wanted).select_from(joined).where(predictions.c.model == model)
         if variant is not None:
             query = query.where(predictions.c.variant == variant)
         if version is not None:

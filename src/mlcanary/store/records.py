@@ -253,9 +253,10 @@ def _plain(value: Any) -> Any:
 def window_frame(rows: Iterable[Mapping[Any, Any]]) -> pd.DataFrame:
     """One table row per predicted row, from joined ``predictions`` x ``feedback`` rows.
 
-    Columns: the inputs, ``__prediction__``, ``__score__<class>`` for classifiers (as in
-    the reference sample), then ``__target__`` (None until a label arrives), ``__id__``,
-    ``__ts__``, ``__version__``, ``__variant__``. Records of versions with other columns
+    Columns: the inputs (when the rows hold them), ``__prediction__``,
+    ``__score__<class>`` for classifiers (as in the reference sample), then
+    ``__target__`` (None until a label arrives), ``__id__``, ``__ts__``,
+    ``__version__``, ``__variant__``. Records of versions with other columns
     or classes are padded with None rather than dropped. Each record's pieces are kept as
     they are read (numpy blocks, lists) and joined once per column at the end.
     """
@@ -269,11 +270,11 @@ def window_frame(rows: Iterable[Mapping[Any, Any]]) -> pd.DataFrame:
     counts: list[int] = []
     total = 0
     for row in rows:
-        _, inputs = unpack(row["inputs"])
         outputs = outputs_of(row["outputs"])
         n = int(row["rows"])
-        for name, values in inputs.items():
-            columns.setdefault(name, _Column()).add(values, total)
+        if "inputs" in row:
+            for name, values in unpack(row["inputs"])[1].items():
+                columns.setdefault(name, _Column()).add(values, total)
         proba = outputs.get("probabilities")
         if proba is not None and len(proba):
             for k, label in enumerate(outputs.get("classes") or []):
