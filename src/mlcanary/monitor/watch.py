@@ -96,6 +96,8 @@ class Monitor:
         self._facts: dict[tuple[str, int], VersionFacts] = {}
         self._floor: dict[str, float] = {}
         """Per model: no group has unanalysed rows older than this."""
+        self._performed: dict[tuple[str, str, int], str] = {}
+        """Per (model, variant, version): the ``label_marks`` its last performance read."""
 
     # -- one pass --------------------------------------------------------------------------
 
@@ -185,14 +187,27 @@ class Monitor:
         return out
 
     def _performances(self, name: str) -> list[Signal]:
-        """A performance signal per group whose recent labels changed since its last one."""
+        """A performance signal per group whose recent labels changed since its last one.
+
+        The labels' marks are read first (ids and labels, no records): the recent records
+        are decoded and scored only when some group's labels changed.
+        """
+        marks = self.store.label_marks(name, limit=self.plan.performance_rows)
+        changed = {group for group, mark in marks.items()
+                   if self._performed.get((name, *group)) != mark}
+        if not changed:
+            return []
         recent = self.store.read_window(name, limit=self.plan.performance_rows, inputs=False)
         if recent.empty:
             return []
         out = []
         labelled = recent[recent[TARGET_COLUMN].notna()]
         for key, group in labelled.groupby([VARIANT_COLUMN, VERSION_COLUMN], sort=False):
-            signal = self._performance(name, *_group(key), group)
+            variant, version = _group(key)
+            if (variant, version) not in changed:
+                continue
+            signal = self._performance(name, variant, version, group)
+            self._performed[(name, variant, version)] = marks[(variant, version)]
             if signal is not None and self.signals.add(signal):
                 out.append(signal)
         return out

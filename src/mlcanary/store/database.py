@@ -16,6 +16,7 @@ down and its tap keeps retrying.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -202,6 +203,26 @@ class Store:
         if limit is not None:
             rows.reverse()
         return window_frame(rows)
+
+    def label_marks(self, model: str, *, limit: int) -> dict[tuple[str, int], str]:
+        """Per (variant, version): a digest of the labelled predictions among ``model``'s
+        ``limit`` most recent (ids and labels), read without the records. It changes when a
+        label arrives or changes, or a labelled prediction leaves the recent ones."""
+        query = (
+            select(predictions.c.id, predictions.c.variant, predictions.c.version,
+                   feedback.c.labels)
+            .select_from(predictions.outerjoin(feedback, feedback.c.id == predictions.c.id))
+            .where(predictions.c.model == model)
+            .order_by(predictions.c.ts.desc(), predictions.c.id.desc())
+            .limit(limit)
+        )
+        digests: dict[tuple[str, int], Any] = {}
+        with self._read() as conn:
+            for key, variant, version, labels in conn.execute(query):
+                if labels is not None:
+                    digest = digests.setdefault((variant, int(version)), hashlib.sha256())
+                    digest.update(f"{key}\x1f{labels}\x1e".encode())
+        return {group: digest.hexdigest()[:32] for group, digest in digests.items()}
 
     def count(self, model: str) -> int:
         """Predictions (requests) logged for ``model``."""
