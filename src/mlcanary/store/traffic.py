@@ -73,12 +73,11 @@ class Counts:
         """
         counts = np.asarray(self.latency, dtype=float)
         index = bisect.bisect_left(LATENCY_EDGES_MS, ms)
-        beyond = float(counts[index + 1:].sum())
-        if index >= len(LATENCY_EDGES_MS):
+        if index >= len(LATENCY_EDGES_MS):  # beyond the last edge: the open bucket
             return float(counts[-1])
         low = LATENCY_EDGES_MS[index - 1] if index > 0 else 0.0
         share = (LATENCY_EDGES_MS[index] - ms) / (LATENCY_EDGES_MS[index] - low)
-        return beyond + float(counts[index]) * min(max(share, 0.0), 1.0)
+        return float(counts[index + 1:].sum()) + float(counts[index]) * min(max(share, 0.0), 1.0)
 
 
 class TrafficLog:
