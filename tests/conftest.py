@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -63,6 +65,33 @@ def cli_runner(home: Path) -> Callable[..., Result]:
             env=env,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def cli_in_process(home: Path) -> Callable[..., Result]:
+    """``mlcanary ARGS`` through its entry point in this process: the same parsing, checks
+    and error handling as the command, without the seconds a new interpreter spends on its
+    imports. For the error paths, which a suite checks by the dozen; a command that does its
+    work, and one case of each error test, run in a subprocess (``cli_runner``)."""
+    from mlcanary.cli import main
+
+    def run(*args: str, timeout: float = 300) -> Result:
+        environ, argv = dict(os.environ), sys.argv
+        os.environ.update({"MLCANARY_HOME": str(home), "COLUMNS": "200"})
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        sys.argv = ["mlcanary", *args]
+        stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            sys.argv = argv
+            os.environ.clear()
+            os.environ.update(environ)
+        return Result(code, stdout.getvalue(), stderr.getvalue())
 
     return run
 

@@ -209,6 +209,34 @@ def test_labels_that_show_a_worse_challenger_roll_it_back(rig: Rig) -> None:
 
 
 
+def test_diverging_scores_wait_for_the_labels_and_the_labels_judge_them(rig: Rig) -> None:
+    """A challenger that scores traffic unlike the champion (here: its classes swapped)
+    is not failed for that while labels come: the rollout waits for the challenger's, then
+    they decide. Labels that favour it pass the divergence; labels against it fail it."""
+    d = rig.deploy(steps=[50, 100], max_failures=2)
+    served = traffic(rig, d, d.last_check + 2, 6, invert=True, seed=40)
+    flipped = [(i, 1 - label, variant) for i, variant, label in served]  # the world moved
+    rig.store.add_feedback("churn", [(i, y) for i, y, v in flipped if v == "champion"])
+    assert rig.controller.tick(now=d.last_check + 10) == []  # champion labelled only: wait
+    rig.store.add_feedback("churn", [(i, y) for i, y, v in flipped if v == "challenger"])
+    (check,) = rig.controller.tick(now=d.last_check + 11)
+    gates = {g.gate: g for g in check.gates}
+    assert check.action == "step", check.gates
+    assert gates["divergence"].passed is True and "quality judges" in gates["divergence"].reason
+    assert gates["divergence"].numbers["psi"] >= 0.5
+    assert gates["quality"].numbers["difference"] > 0
+
+
+def test_diverging_scores_that_the_labels_score_worse_fail(rig: Rig) -> None:
+    d = rig.deploy(steps=[50, 100], max_failures=3)
+    served = traffic(rig, d, d.last_check + 2, 6, invert=True, seed=41)
+    rig.store.add_feedback("churn", [(i, label) for i, _, label in served])
+    (check,) = rig.controller.tick(now=d.last_check + 10)
+    divergence = next(g for g in check.gates if g.gate == "divergence")
+    assert check.action in {"check_failed", "rollback"}, check.gates
+    assert divergence.passed is False and "score -" in divergence.reason
+
+
 def test_latencies_in_a_servers_warm_up_are_counted_but_not_timed() -> None:
     """A restarted server's first burst is answered cold: its requests count, their
     latencies do not; later requests are timed; the gate waits until it has latencies."""

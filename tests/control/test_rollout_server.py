@@ -77,6 +77,11 @@ def home(template: Path, tmp_path: Path) -> Path:
     return target
 
 
+CLIENT_RATE = 60.0
+"""Requests a second per client: three clients give a 4 s interval ~700 requests, many
+times what the gates need, and leave the CPU to the server and the controller (unpaced,
+the clients and the server they saturated took both cores of the machine)."""
+
 Answer = tuple[int, str, str]
 """(status, variant, version) of one request."""
 
@@ -94,10 +99,14 @@ class Traffic:
     heavy_key: str | None = None
     """The first client sends every request under this one key (a heavy hitter)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rate: float = CLIENT_RATE
+    """Requests a second each client sends at most."""
 
     def run(self, client: int = 0) -> None:
         i = client * len(self.rows) // 3  # clients replay different rows: windows stay iid
-        while not self.stop.is_set():
+        due = time.monotonic()
+        while not self.stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due, time.monotonic()) + 1 / self.rate  # no catching up in bursts
             row = self.rows.iloc[[i % len(self.rows)]]
             key = self.heavy_key if client == 0 and self.heavy_key else uuid.uuid4().hex
             at = time.monotonic()

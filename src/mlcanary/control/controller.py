@@ -41,6 +41,7 @@ from mlcanary.control.gates import (
     MIN_REQUESTS,
     GateResult,
     divergence_gate,
+    divergence_judged,
     drift_gate,
     fast_gate,
     srm_gate,
@@ -149,19 +150,21 @@ class Controller:
         # errors meet the absolute limit alone (its latency was compared at earlier steps).
         gates.append(fast_gate(counts["champion"], counts["challenger"],
                                champion_share=champion_share))
-        gates.append(divergence_gate(frames["champion"], frames["challenger"], signature))
         # The rollout's windows from periods both versions served: at 100% the champion
         # has none to show whether the world moved, so the challenger's count stops there.
         both_until = (d.split_changes[-1] if champion_share == 0 and d.split_changes
                       else math.inf)
         rollout = [s for s in self.signals.latest(d.model, kind="drift", last=200)
                    if d.started <= s.end_ts <= both_until]
-        gates.append(drift_gate(
+        drift = drift_gate(
             [s for s in rollout if s.variant == "challenger" and s.version == d.challenger],
             [s for s in rollout if s.variant == "champion" and s.version == d.champion],
-        ))
-        quality, state = self._quality(d, signature)
-        gates.append(quality)
+        )
+        quality, state, labelled = self._quality(d, signature)
+        divergence = divergence_judged(
+            divergence_gate(frames["champion"], frames["challenger"], signature),
+            quality, labelled)
+        gates.extend([divergence, drift, quality])
         d = d.evolve(sequential=state.to_dict())
         verdict = state.verdict
         failed = [g for g in gates if g.passed is False]
@@ -176,12 +179,13 @@ class Controller:
             self.deployments.save(after, self._event(d, after, "check_failed", gates))
             return Check(d.model, "check_failed", gates)
         fast = next(g for g in gates if g.gate == "fast")
-        drift = next(g for g in gates if g.gate == "drift")
         # A flagged window the gate cannot judge yet waits for more windows, while they can
         # still come: at 100% the periods both served are over, and nothing more will.
         unanswered = (drift.passed is None and drift.numbers.get("flagged", 0) > 0
                       and champion_share > 0)
-        if fast.passed is None or unanswered or _log_behind(counts, frames):
+        # A divergence waits for the labels that will judge it (divergence_judged).
+        judging = divergence.numbers.get("awaiting_labels", False)
+        if fast.passed is None or unanswered or judging or _log_behind(counts, frames):
             return None  # not enough evidence yet: wait, the interval grows
         next_move = strategy_named(d.strategy).after_pass(d, verdict)
         if next_move == "promote":
@@ -217,7 +221,11 @@ class Controller:
 
     # -- quality ---------------------------------------------------------------------------------
 
-    def _quality(self, d: Deployment, signature: Signature) -> tuple[GateResult, SequentialState]:
+    def _quality(
+        self, d: Deployment, signature: Signature
+    ) -> tuple[GateResult, SequentialState, dict[str, int]]:
+        """The quality gate, the test's new state, and each variant's labelled rows since
+        the rollout began."""
         state = SequentialState.from_dict(d.sequential) if d.sequential else SequentialState()
         labelled = {}
         for variant, version in d.versions().items():
@@ -226,11 +234,14 @@ class Controller:
             labelled[variant] = frame[frame[TARGET_COLUMN].notna()] if not frame.empty else frame
         state, decision = update_strata(state, self._strata(d, labelled, signature))
         numbers = decision.as_dict()
+        rows = {variant: len(frame) for variant, frame in labelled.items()}
         if decision.verdict == "challenger_worse":
-            return GateResult("quality", False, "challenger worse than champion", numbers), state
-        if state.looks == 0:
-            return GateResult("quality", None, decision.note or "no labels yet", numbers), state
-        return GateResult("quality", True, decision.verdict, numbers), state
+            gate = GateResult("quality", False, "challenger worse than champion", numbers)
+        elif state.looks == 0:
+            gate = GateResult("quality", None, decision.note or "no labels yet", numbers)
+        else:
+            gate = GateResult("quality", True, decision.verdict, numbers)
+        return gate, state, rows
 
     def _strata(
         self, d: Deployment, labelled: dict[str, pd.DataFrame], signature: Signature

@@ -63,10 +63,10 @@ counts overdispersed, and the low level keeps the false-failure rate of twins un
 clustered pauses near zero (measured in ``tests/control/test_latency_gate.py``)."""
 DIVERGENCE_PSI = 0.5
 """PSI between champion and challenger scores on the same traffic. Twice the usual 'major
-shift' band (0.25), because a challenger retrained after drift is meant to score the new
-traffic differently from a champion that no longer fits it: in the demo such a challenger,
-better on labels, reads 0.26-0.27, while one with inverted labels reads 1.1-2.5. Models
-that differ only in training noise stay far below either; quality judges the rest."""
+shift' band (0.25): models that differ only in training noise stay far below it, one with
+inverted labels reads 1.1-2.5. A challenger retrained after drift is meant to score the
+new traffic differently from a champion that no longer fits it (0.26-0.67 in the demo's
+runs), so where labels come they judge a divergence (``divergence_judged``)."""
 DIVERGENCE_ALPHA = 0.001
 """...and the KS test must reject equal distributions at this level."""
 DRIFT_ALPHA = 0.01
@@ -244,6 +244,46 @@ def divergence_gate(
                           f"challenger scores diverge from the champion's (PSI {psi:.2f})",
                           numbers)
     return GateResult("divergence", True, "scores agree with the champion's", numbers)
+
+
+def divergence_judged(
+    divergence: GateResult, quality: GateResult, labelled: dict[str, int]
+) -> GateResult:
+    """A divergence the labels can judge, judged by them.
+
+    Diverging scores say that the two models disagree, not which one is right. A challenger
+    retrained after drift is meant to disagree with a champion that no longer fits the
+    traffic, by a PSI anywhere from 0.26 to 0.67 in the demo's runs. So once the quality
+    test has looked (``MIN_N`` labelled rows an arm), the labels decide: the divergence
+    passes while the challenger's labelled outcome is at least the champion's, and fails
+    when it is lower. While the champion's traffic gets labels (``labelled``: rows since
+    the rollout began, per variant) but the challenger has too few, the gate waits for
+    them. A model whose traffic gets no labels has nothing else to judge a divergence by,
+    and it fails, as a broken challenger should.
+    """
+    if divergence.passed is not False:
+        return divergence
+    psi = divergence.numbers["psi"]
+    numbers = {**divergence.numbers, "labelled": dict(labelled)}
+    difference = quality.numbers.get("difference")
+    if quality.passed is not None and difference is not None:
+        if difference >= 0:
+            return GateResult(
+                "divergence", True,
+                f"scores diverge from the champion's (PSI {psi:.2f}); its labelled rows "
+                f"score {difference:+.3g} against the champion's: quality judges", numbers)
+        return GateResult(
+            "divergence", False,
+            f"challenger scores diverge from the champion's (PSI {psi:.2f}) and its "
+            f"labelled rows score {difference:+.3g} against the champion's", numbers)
+    if labelled.get("champion", 0) > 0:
+        return GateResult(
+            "divergence", None,
+            f"scores diverge from the champion's (PSI {psi:.2f}): waiting for labels to "
+            f"judge (champion {labelled.get('champion', 0)}, challenger "
+            f"{labelled.get('challenger', 0)} labelled rows)",
+            {**numbers, "awaiting_labels": True})
+    return divergence
 
 
 def drift_gate(signals: list[Signal], champion: list[Signal] | None = None) -> GateResult:
