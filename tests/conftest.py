@@ -25,6 +25,14 @@ class Result:
     stderr: str
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked ``slow`` run first. A worker takes a whole module
+    (``--dist loadscope``), so a long module that started last kept one worker busy after
+    the other had finished."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
+
+
 MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
@@ -74,21 +82,27 @@ def cli_in_process(home: Path) -> Callable[..., Result]:
     and error handling as the command, without the seconds a new interpreter spends on its
     imports. For the error paths, which a suite checks by the dozen; a command that does its
     work, and one case of each error test, run in a subprocess (``cli_runner``)."""
-    from mlcanary.cli import main
+    from rich.console import Console
+
+    from mlcanary import cli
 
     def run(*args: str, timeout: float = 300) -> Result:
-        environ, argv = dict(os.environ), sys.argv
+        environ, argv, consoles = dict(os.environ), sys.argv, (cli.out, cli.err)
         os.environ.update({"MLCANARY_HOME": str(home), "COLUMNS": "200"})
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         sys.argv = ["mlcanary", *args]
         stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+        # The command's consoles took their width when imported; a new process's take 200
+        # columns from COLUMNS (``cli_runner``), so these do too.
+        cli.out = Console(file=stdout, width=200, highlight=False)
+        cli.err = Console(file=stderr, width=200, highlight=False)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                main()
+                cli.main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         finally:
-            sys.argv = argv
+            sys.argv, (cli.out, cli.err) = argv, consoles
             os.environ.clear()
             os.environ.update(environ)
         return Result(code, stdout.getvalue(), stderr.getvalue())

@@ -37,6 +37,7 @@ def weather(tmp_path_factory: pytest.TempPathFactory) -> tuple[Callable[..., Res
     return cli, rest
 
 
+@pytest.mark.slow
 def test_an_aa_canary_on_weather_in_time_order_is_rarely_rolled_back(
     weather: tuple[Callable[..., Result], Path],
 ) -> None:

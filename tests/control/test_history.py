@@ -69,6 +69,7 @@ def test_no_rollout_on_record_is_the_champion_now() -> None:
     assert serving_at([], 0.0, champion_now=None) is None
 
 
+@pytest.mark.slow
 def test_mlcanary_events_at_says_who_served(trail: tuple[Path, dict[str, float]]) -> None:
     home, marks = trail
     cli = cli_runner(home)

@@ -36,6 +36,8 @@ from tests.serve.conftest import niceness, one_watcher_at, running_server
 from tests.serve.test_swap import request_body
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # real servers through whole rollouts
+
 ENV = {
     "MLCANARY_POLL_SECONDS": "0.5",
     "MLCANARY_MONITOR_SECONDS": "0.5",

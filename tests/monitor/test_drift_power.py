@@ -22,6 +22,7 @@ def data() -> DriftData:
     return drift_data()
 
 
+@pytest.mark.slow
 def test_null_windows_rarely_raise_a_dataset_alarm(data: DriftData) -> None:
     """500 windows from the same distribution as the reference: false alarms <= 5%.
 

@@ -18,7 +18,7 @@ from mlcanary.signature import Signature
 from mlcanary.train.fit import TrainResult, train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
-from tests.conftest import Result, write_csv
+from tests.conftest import Result, cli_in_process, write_csv
 
 
 def fit(path: Path, home: Path, **options: object) -> TrainResult:
@@ -86,6 +86,7 @@ def test_version_bundle_holds_signature_profile_and_report(home: Path, tmp_path:
     assert {"__score__0", "__score__1", "__score__2"} <= set(reference.columns)
 
 
+@pytest.mark.slow
 def test_aliases_champion_then_challenger_then_promote(
     home: Path, cli: Callable[..., Result], tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_aliases_champion_then_challenger_then_promote(
     assert "registered bc version 1 (champion)" in first.stdout
     report = Path(first.stdout.split("report: ")[1].split()[0])
     assert report.exists() and report.name == "bc-v1.html"
+    cli = cli_in_process(home)  # the same entry point, without a new interpreter's imports
     assert cli(*args).code == 0
     assert cli(*args, "--promote").code == 0
 

@@ -12,6 +12,8 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.serve.conftest import registered_churn, running_server
 
 NEVER = re.compile(r"^(optuna|plotly)(\.|$)|^mlcanary\.train\.(?!estimators$|transformers$)")
@@ -72,6 +74,7 @@ KEPT = re.compile(r"^(sklearn|lightgbm|skl2onnx|onnxmltools)(\.|$)")
 """Not even imported when the version's ONNX plan was kept from its first start."""
 
 
+@pytest.mark.slow
 def test_a_second_start_serves_the_kept_onnx_plan_without_the_pipeline(tmp_path: Path) -> None:
     home = registered_churn(tmp_path, 600, seed=4)
     logs = []

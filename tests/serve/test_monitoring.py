@@ -47,6 +47,7 @@ def send(url: str, rows: pd.DataFrame, per_request: int = 20) -> list[tuple[str,
     return out
 
 
+@pytest.mark.slow
 def test_the_server_flags_drift_and_performance_and_exports_them(home: Path) -> None:
     with running_server(home, ["churn"], **ENV) as running:
         url = running.url

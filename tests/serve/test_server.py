@@ -75,8 +75,10 @@ TOLERANCE = {"native": 1e-6, "onnx": 1e-5}
 
 @pytest.fixture(scope="module", params=sorted(TOLERANCE))
 def forced(request: pytest.FixtureRequest, server: Server) -> Iterator[tuple[str, Server]]:
-    """The same model served by a second process with one runtime forced."""
-    with running_server(server.home, ["churn"], MLCANARY_RUNTIME=request.param) as running:
+    """The same model served by a second process with one runtime forced (without a
+    second monitor: the first one watches the shared store)."""
+    with running_server(server.home, ["churn"], MLCANARY_RUNTIME=request.param,
+                        MLCANARY_MONITOR="false") as running:
         port = int(running.url.rsplit(":", 1)[1])
         yield request.param, dataclasses.replace(server, url=running.url, port=port)
 

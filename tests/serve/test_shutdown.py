@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mlcanary.config import Settings
 from mlcanary.demo import make_churn
@@ -56,6 +57,7 @@ def in_flight(url: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@pytest.mark.slow
 def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
     home = held_churn(tmp_path)
     rows = make_churn(BIG_ROWS, seed=5).drop(columns=["churned"])
@@ -95,6 +97,7 @@ def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
     ), answers
 
 
+@pytest.mark.slow
 def test_several_workers_serve_the_same_model(tmp_path: Path) -> None:
     home = registered_churn(tmp_path, 800, seed=6)
     body = request_body(make_churn(3, seed=7).drop(columns=["churned"]))

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mlcanary.config import Settings
 from mlcanary.registry.versions import ModelRegistry
@@ -31,6 +32,7 @@ def request_body(rows: pd.DataFrame) -> bytes:
     return json.dumps({"inputs": inputs}).encode()
 
 
+@pytest.mark.slow
 def test_alias_moves_twice_under_load_without_a_failed_request(tmp_path: Path) -> None:
     home = registered_churn(tmp_path, 1500, seed=2, versions=3)  # 1 champion; 2, 3 waiting
     registry = ModelRegistry(Settings(home=home))
