@@ -139,41 +139,43 @@ def serve(
     Every answered request goes to the prediction log (MLCANARY_STORE_URL, or store.db
     under MLCANARY_HOME); labels join it through POST /v2/models/NAME/feedback.
     """
+    import asyncio
+
     import uvicorn
 
     from mlcanary.config import Settings
     from mlcanary.logs import configure_json_logging
-    from mlcanary.registry.versions import ModelRegistry
-    from mlcanary.serve.app import (
-        WORKER_SETTINGS,
-        build,
-        start_watchers,
-        watches,
-        worker_settings,
-    )
+    from mlcanary.serve.app import WORKER_SETTINGS, build, mirrored, worker_settings
 
     settings = Settings()
     if no_log:
         settings = settings.model_copy(update={"log_sample_rate": 0.0})
-    registry = ModelRegistry(settings)
-    champions = {name: registry.version(name, "champion").version for name in names}
     _check_policies(settings)
     configure_json_logging()
-    served = ", ".join(f"{n} v{v}" for n, v in champions.items())
-    err.print(f"serving {served} at http://{host}:{port}/v2 (Ctrl-C stops)")
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}
+    where = f"at http://{host}:{port}/v2 (Ctrl-C stops)"
     if workers == 1:
-        uvicorn.run(build(settings, names), access_log=False, **options)
+        served = build(settings, names)
+        models = served.state.service.repository.models.values()
+        err.print(f"serving {', '.join(f'{m.name} v{m.version}' for m in models)} {where}")
+        uvicorn.run(served, access_log=False, **options)
         return
-    watchers = []
-    if watches(settings):
-        # One monitor and one controller for all the workers, children of this supervisor:
-        # in each worker they would repeat every window's analysis N times.
-        watchers = start_watchers(names)
-        settings = settings.model_copy(update={"monitor": False})
+    # One monitor and one controller for all the workers, children of this supervisor (in
+    # each worker they would repeat every window's analysis N times); they mirror the
+    # registry for the workers.
+    registry, children = mirrored(settings, names)
+    try:
+        champions = {name: registry.version(name, "champion").version for name in names}
+    except BaseException:
+        if children is not None:
+            asyncio.run(children.stop())
+        raise
+    mirror = children.mirror if children is not None else None
+    settings = settings.model_copy(update={"monitor": False})
+    err.print(f"serving {', '.join(f'{n} v{v}' for n, v in champions.items())} {where}")
     # uvicorn spawns the workers: the environment is their only way in (one variable that
     # carries these settings whole; the user's own settings are left as they are).
-    os.environ[WORKER_SETTINGS] = worker_settings(settings, names)
+    os.environ[WORKER_SETTINGS] = worker_settings(settings, names, mirror)
     try:
         uvicorn.run(
             "mlcanary.serve.app:from_environment",
@@ -183,10 +185,8 @@ def serve(
             **options,
         )
     finally:
-        for watcher in watchers:
-            watcher.terminate()
-        for watcher in watchers:
-            watcher.wait(30)
+        if children is not None:
+            asyncio.run(children.stop())
 
 
 @app.command()
@@ -273,6 +273,10 @@ def watch(
         0, "--monitor-nice",
         help="Lower the monitor's CPU priority by this much (0-19; Linux: its own thread).",
     ),
+    mirror: Path | None = typer.Option(
+        None, "--mirror", hidden=True,
+        help="Keep a copy of the registry in this folder for a server (registry/mirror.py).",
+    ),
 ) -> None:
     """Run the monitor and the rollout controller: windows of the prediction log -> drift
     and performance signals; running rollouts -> gates -> step, promote or roll back.
@@ -284,18 +288,28 @@ def watch(
     import threading
 
     from mlcanary.config import Settings
+    from mlcanary.registry.versions import ModelRegistry
+
+    settings = Settings()
+    registry = ModelRegistry(settings)
+    writer = None
+    if mirror is not None:
+        from mlcanary.registry.mirror import MirrorWriter
+
+        # First, before the monitor's imports: the server waits for this file to load.
+        writer = MirrorWriter(registry, list(names), mirror)
+        writer.sync()
+
     from mlcanary.control.loop import MAX_NICE, PARTS
     from mlcanary.control.loop import watch as watch_loop
-    from mlcanary.registry.versions import ModelRegistry
 
     if part not in PARTS:
         raise InvalidInput(f"--part: expected one of {', '.join(PARTS)}; got {part!r}")
     if not 0 <= monitor_nice <= MAX_NICE:
         raise InvalidInput(f"--monitor-nice: expected 0 to {MAX_NICE}; got {monitor_nice}")
-    settings = Settings()
-    registry = ModelRegistry(settings)
-    for name in names:
-        registry.version(name, "champion")  # an unknown model is an error now, not later
+    if writer is None:  # a server's child leaves an unknown model to the server to report
+        for name in names:
+            registry.version(name, "champion")  # an unknown model is an error now, not later
     _check_policies(settings)
 
     def show(signals: list[Any], checks: list[Any]) -> None:
@@ -315,7 +329,7 @@ def watch(
         err.print(f"watching {', '.join(names)} every {settings.monitor_seconds:g} s; Ctrl-C stops")
     try:
         watch_loop(settings, list(names), stop, once=once, report=None if quiet else show,
-                   part=part, monitor_nice=monitor_nice)
+                   part=part, monitor_nice=monitor_nice, mirror=writer)
     except KeyboardInterrupt:
         err.print("stopped")
 

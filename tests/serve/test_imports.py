@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.serve.conftest import registered_churn, running_server
+from tests.waiting import wait_until
 
 NEVER = re.compile(r"^(optuna|plotly)(\.|$)|^mlcanary\.train\.(?!estimators$|transformers$)")
 """Never in the server: Optuna, Plotly, and mlcanary's training code (``estimators`` and
@@ -91,3 +93,34 @@ def test_a_second_start_serves_the_kept_onnx_plan_without_the_pipeline(tmp_path:
     assert "mlcanary.serve.onnx" in modules
     assert sorted(m for m in modules if KEPT.search(m)) == []
     assert any(KEPT.search(m) for m, _ in profiled(first))  # the first start converted
+
+
+MODULES_PROBE = Path(__file__).parent / "modules_probe"
+
+
+@pytest.mark.slow
+def test_a_watching_server_leaves_mlflow_to_its_watch_child(tmp_path: Path) -> None:
+    """With the monitor on (as users run it), the second start reads the registry through
+    its watch child's mirror: MLflow (~100 MB, ~1.3 s) stays out of the server process."""
+    home = registered_churn(tmp_path, 600, seed=4)
+    written = tmp_path / "modules"
+    written.mkdir()
+    env = {"PYTHONPATH": str(MODULES_PROBE), "MLCANARY_TEST_MODULES": str(written),
+           "MLCANARY_MONITOR_SECONDS": "0.5"}
+    notes = []
+    for _ in range(2):
+        with running_server(home, ["churn"], **env) as running:
+            with urllib.request.urlopen(f"{running.url}/v2/models/churn", timeout=10) as resp:
+                notes.append(json.load(resp)["parameters"]["runtime_note"])
+            listing = written / f"{running.proc.pid}.txt"
+            running.proc.send_signal(signal.SIGUSR1)
+
+            def listed(url: str = running.url, listing: Path = listing) -> bool:
+                urllib.request.urlopen(f"{url}/v2/health/live", timeout=10).close()
+                return listing.is_file()
+
+            wait_until(listed, timeout=30, what="the server's list of modules")
+        modules = set(listing.read_text().split())
+    assert "kept with the version" in notes[1]
+    assert "mlcanary.serve.onnx" in modules and "mlcanary.registry.mirror" in modules
+    assert sorted(m for m in modules if m == "mlflow" or m.startswith("mlflow.")) == []

@@ -36,6 +36,7 @@ from mlcanary.control.controller import Check, Controller
 from mlcanary.control.policies import AlertSink, PolicyRunner, load_policy_file
 from mlcanary.control.retrain import RetrainWorker
 from mlcanary.monitor.watch import Monitor, monitor_from_settings
+from mlcanary.registry.mirror import MirrorWriter
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.store.database import Store
 from mlcanary.store.deployments import DeploymentLog
@@ -58,11 +59,14 @@ def watch(
     report: Report | None = None,
     part: Part = "all",
     monitor_nice: int = 0,
+    mirror: MirrorWriter | None = None,
 ) -> None:
     """Tick until ``stop`` is set (or once): the monitor and policies, the controller, or both.
 
     ``monitor_nice`` lowers the monitor's priority by that much (0 to 19); with both parts
     the monitor then ticks in a thread of its own, the controller in the calling thread.
+    A ``mirror`` (a server's copy of the registry) is brought up to date after each
+    controller tick, so a promotion reaches it in the same round.
     """
     if not 0 <= monitor_nice <= MAX_NICE:
         raise ValueError(f"monitor_nice: expected 0 to {MAX_NICE}; got {monitor_nice}")
@@ -84,14 +88,15 @@ def watch(
             while True:
                 signals = _tick_monitor(monitor, policies)
                 say(signals, _tick_controller(controller))
+                _sync(mirror)
                 if once or stop.wait(settings.monitor_seconds):
                     return
-        _two_threads(settings, stop, monitor, policies, controller, say, monitor_nice)
+        _two_threads(settings, stop, monitor, policies, controller, say, monitor_nice, mirror)
 
 
 def _two_threads(settings: Settings, stop: threading.Event, monitor: Monitor,
                  policies: PolicyRunner | None, controller: Controller, say: Report,
-                 nice: int) -> None:
+                 nice: int, mirror: MirrorWriter | None) -> None:
     """The monitor in a low-priority thread, the controller here; either's crash stops both."""
     failure: list[BaseException] = []
 
@@ -113,6 +118,7 @@ def _two_threads(settings: Settings, stop: threading.Event, monitor: Monitor,
             checks = _tick_controller(controller)
             if checks:
                 say([], checks)
+            _sync(mirror)
             if stop.wait(settings.monitor_seconds):
                 break
     finally:
@@ -140,6 +146,15 @@ def _tick_controller(controller: Controller | None) -> list[Check]:
     except Exception:  # the store may be down: try again next tick
         log.exception("rollout controller: tick failed")
         return []
+
+
+def _sync(mirror: MirrorWriter | None) -> None:
+    if mirror is None:
+        return
+    try:
+        mirror.sync()
+    except Exception:  # the registry may be down: the mirror ages and the server reads MLflow
+        log.exception("registry mirror: sync failed")
 
 
 def _silent(signals: list[Signal], checks: list[Check]) -> None:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 BUNDLE_DIR = "mlcanary"
 MODEL_PATH = "model"
+SERVING_FOLDER = "serving/v1"
+"""The run's artifact folder where a server keeps its runtime choice (``serve/kept.py``);
+the number changes when what is kept does."""
 
 
 @dataclass
@@ -128,7 +131,7 @@ class ModelRegistry:
                 tags=[RunTag("mlcanary.registered_name", name)],
             )
             client.set_terminated(run_id)
-            if not self._exists(name):
+            if not self.exists(name):
                 client.create_registered_model(name, description="Trained by mlcanary")
                 created_model = name
             source = f"{run.info.artifact_uri}/{MODEL_PATH}"
@@ -147,7 +150,7 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first."""
-        if not self._exists(name):
+        if not self.exists(name):
             known = ", ".join(self.names()) or "none"
             raise NotFound(f"model '{name}': not in the registry; registered: {known}")
         found = self.client.search_model_versions(f"name = '{_quote(name)}'")
@@ -221,7 +224,8 @@ class ModelRegistry:
             location = (self.settings.artifact_root / name).as_uri()
         return str(self.client.create_experiment(exp_name, artifact_location=location))
 
-    def _exists(self, name: str) -> bool:
+    def exists(self, name: str) -> bool:
+        """Whether a registered model of this name exists."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -241,7 +245,7 @@ class ModelRegistry:
     def _model_version(self, name: str, ref: int | str) -> Any:
         from mlflow.exceptions import MlflowException
 
-        if not self._exists(name):
+        if not self.exists(name):
             known = ", ".join(self.names()) or "none"
             raise NotFound(f"model '{name}': not in the registry; registered: {known}")
         try:

@@ -13,10 +13,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
@@ -25,6 +29,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlcanary.config import Settings
+from mlcanary.registry.mirror import MirroredRegistry
+from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.admin import admin_routes
 from mlcanary.serve.edge import EXCEPTION_HANDLERS, json_response
 from mlcanary.serve.metrics import ServerMetrics
@@ -44,29 +50,30 @@ def create_app(
     store: Store | None = None,
     *,
     companions: bool = True,
+    children: Companions | None = None,
 ) -> Starlette:
     """The app over a loaded ``repository``; the service runs for the app's lifetime.
 
     With a ``store``, answered requests are logged (unless ``log_sample_rate`` is 0) and
     feedback is accepted; without one, the feedback route answers 503. ``companions``
-    starts the watch child (monitor and rollouts) when the settings ask for it.
+    starts the watch child (monitor and rollouts) when the settings ask for it, unless
+    ``children`` hands over one already started (``build`` starts it before loading, so
+    that it mirrors the registry); either way it stops with the app.
     """
     service = InferenceService(settings, repository, metrics, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        watchers: list[subprocess.Popen[bytes]] = []
-        if companions and store is not None and watches(settings):
-            watchers = start_watchers(repository.names)
+        running = children
+        if running is None and companions and store is not None and watches(settings):
+            running = Companions(start_watchers(repository.names), None)
         try:
             yield
         finally:
             await service.stop()
-            for watcher in watchers:
-                watcher.terminate()
-            for watcher in watchers:
-                await _wait(watcher)
+            if running is not None:
+                await running.stop()
 
     async def prometheus(request: Request) -> Response:
         # In a thread: the signal gauges read the store (every few seconds), and a slow
@@ -86,8 +93,42 @@ def create_app(
     return app
 
 
-async def _wait(watcher: subprocess.Popen[bytes]) -> None:
-    await asyncio.to_thread(watcher.wait, 30)
+@dataclass
+class Companions:
+    """The watch child(ren) of a server, and the folder of its registry mirror."""
+
+    processes: list[subprocess.Popen[bytes]]
+    mirror: Path | None
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.processes)
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            await asyncio.to_thread(process.wait, 30)
+        if self.mirror is not None:
+            shutil.rmtree(self.mirror, ignore_errors=True)
+
+
+def mirrored(settings: Settings, names: list[str]) -> tuple[ModelRegistry, Companions | None]:
+    """The registry a server reads, and the watch child it starts first (when it watches).
+
+    A watching server leaves MLflow to its child: the child mirrors the aliases and keeps
+    local copies of the versions (``registry/mirror.py``), the server reads those."""
+    if not watches(settings):
+        return ModelRegistry(settings), None
+    folder = Path(tempfile.mkdtemp(prefix="mlcanary-mirror-"))
+    children = Companions(start_watchers(names, folder), folder)
+    registry = MirroredRegistry(settings, folder, stale_after=stale_after(settings),
+                                alive=children.alive)
+    return registry, children
+
+
+def stale_after(settings: Settings) -> float:
+    """How old a mirror file may be before a server reads the registry itself."""
+    return max(30.0, 6 * settings.monitor_seconds)
 
 
 def watches(settings: Settings) -> bool:
@@ -95,7 +136,7 @@ def watches(settings: Settings) -> bool:
     return settings.monitor and settings.log_sample_rate > 0
 
 
-def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
+def start_watchers(names: list[str], mirror: Path | None = None) -> list[subprocess.Popen[bytes]]:
     """``mlcanary watch`` as one child process (see ``control.loop``).
 
     Its monitor thread runs at nice 19, so that under load serving gets the CPU first; its
@@ -112,19 +153,33 @@ def start_watchers(names: list[str]) -> list[subprocess.Popen[bytes]]:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
     command = [sys.executable, "-m", "mlcanary", "watch", "--quiet", "--monitor-nice", "19",
-               *names]
+               *(["--mirror", str(mirror)] if mirror is not None else []), *names]
     return [subprocess.Popen(command, preexec_fn=die_with_parent)]
 
 
-def build(settings: Settings, names: list[str]) -> Starlette:
-    """Load every named champion and return the app (the server's one wiring point)."""
-    from mlcanary.registry.versions import ModelRegistry
+def build(settings: Settings, names: list[str], mirror: Path | None = None) -> Starlette:
+    """Load every named champion and return the app (the server's one wiring point).
 
+    A watching server starts its watch child first and reads the registry through the
+    child's mirror; ``mirror`` names the folder of one a supervisor's child keeps (the
+    workers of ``mlcanary serve --workers N``)."""
     start = time.perf_counter()
-    repository = ModelRepository(ModelRegistry(settings), names)
-    repository.load()
+    children = None
+    if mirror is not None:
+        registry: ModelRegistry = MirroredRegistry(settings, mirror,
+                                                   stale_after=stale_after(settings))
+    else:
+        registry, children = mirrored(settings, names)
+    repository = ModelRepository(registry, names)
+    try:
+        repository.load()
+    except BaseException:
+        if children is not None:
+            asyncio.run(children.stop())
+        raise
     log.info("loaded %d model(s) in %.2f s", len(names), time.perf_counter() - start)
-    return create_app(settings, repository, ServerMetrics(), Store.from_settings(settings))
+    return create_app(settings, repository, ServerMetrics(), Store.from_settings(settings),
+                      children=children)
 
 
 WORKER_SETTINGS = "MLCANARY_WORKER_SETTINGS"
@@ -132,12 +187,15 @@ WORKER_SETTINGS = "MLCANARY_WORKER_SETTINGS"
 (flags, environment and TOML) and model names to the workers uvicorn spawns."""
 
 
-def worker_settings(settings: Settings, names: list[str]) -> str:
+def worker_settings(settings: Settings, names: list[str], mirror: Path | None = None) -> str:
     """What ``from_environment`` reads in each worker."""
-    return orjson.dumps({"names": names, "settings": settings.model_dump(mode="json")}).decode()
+    return orjson.dumps({"names": names, "settings": settings.model_dump(mode="json"),
+                         "mirror": str(mirror) if mirror is not None else None}).decode()
 
 
 def from_environment() -> Starlette:
-    """App factory for uvicorn workers: the supervisor's settings and model names."""
+    """App factory for uvicorn workers: the supervisor's settings, model names and mirror."""
     document = orjson.loads(os.environ[WORKER_SETTINGS])
-    return build(Settings(**document["settings"]), document["names"])
+    mirror = document.get("mirror")
+    return build(Settings(**document["settings"]), document["names"],
+                 Path(mirror) if mirror else None)

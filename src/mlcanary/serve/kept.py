@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.models.runtime import Prediction, class_labels, decide
-from mlcanary.registry.versions import ModelRegistry, VersionInfo
+from mlcanary.registry.versions import SERVING_FOLDER, ModelRegistry, VersionInfo
 from mlcanary.serve.choice import Choice, compare
 from mlcanary.serve.onnx import TOLERANCE, OnnxPlan, OnnxRuntime
 from mlcanary.serve.validation import columns_from_frame
@@ -35,8 +35,8 @@ from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
-FOLDER = "serving/v1"
-"""Where in the run; the number changes when what is kept does."""
+FOLDER = SERVING_FOLDER
+"""Where in the run (the number changes when what is kept does)."""
 CHOICE = "choice.json"
 ONNX = "onnx"
 
