@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import Result, cli_in_process, cli_runner, registry_state, write_csv
+from tests.conftest import (
+    Result,
+    cli_in_process,
+    cli_runner,
+    registry_state,
+    with_registry,
+    write_csv,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,7 @@ def good_frame() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory: pytest.TempPathFactory, good_frame: pd.DataFrame) -> Path:
     """A registry that already holds one version, so 'unchanged' means something."""
-    home = tmp_path_factory.mktemp("errors") / "home"
+    home = with_registry(tmp_path_factory.mktemp("errors") / "home")
     data = write_csv(home.parent / "good.csv", good_frame)
     done = cli_runner(home)(
         "train", str(data), "--target", "y", "--name", "m", "--model", "logistic", "--folds", "3"

@@ -28,6 +28,7 @@ def test_drift_is_a_price_rise_with_the_same_table_at_zero() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_demo_tells_the_whole_loop(cli: Callable[..., Result], home: Path) -> None:
     result = cli("demo", timeout=660)
     assert result.code == 0, result.stderr + _story({}, result.stdout, home)

@@ -16,7 +16,7 @@ import pytest
 
 from mlcanary.demo import make_churn
 from mlcanary.monitor.watch import window_seed
-from tests.conftest import Result, cli_in_process, cli_runner, write_csv
+from tests.conftest import Result, cli_in_process, cli_runner, with_registry, write_csv
 from tests.monitor.drift_data import WEATHER, most_allowed
 
 TRAIN_DAYS = 4000
@@ -31,13 +31,16 @@ def weather(tmp_path_factory: pytest.TempPathFactory) -> tuple[Callable[..., Res
     frame = pd.read_csv(WEATHER)
     train = write_csv(root / "weather.csv", frame.iloc[:TRAIN_DAYS])
     rest = write_csv(root / "later.csv", frame.iloc[TRAIN_DAYS:])
-    cli = cli_runner(root / "home")
-    trained = cli("train", str(train), "--target", "target", "--name", "weather", "--promote")
+    cli = cli_runner(with_registry(root / "home"))
+    # Training is not what is tested here: in this process, without a new interpreter's imports.
+    trained = cli_in_process(root / "home")("train", str(train), "--target", "target",
+                                            "--name", "weather", "--promote")
     assert trained.code == 0, trained.stderr
     return cli, rest
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_an_aa_canary_on_weather_in_time_order_is_rarely_rolled_back(
     weather: tuple[Callable[..., Result], Path],
 ) -> None:
@@ -66,8 +69,9 @@ def test_unchanged_data_rarely_shows_prediction_drift(tmp_path: Path) -> None:
     (<= 5% of windows; with out-of-fold reference scores it fired on most)."""
     train = write_csv(tmp_path / "churn.csv", make_churn(4000, seed=0))
     fresh = write_csv(tmp_path / "fresh.csv", make_churn(8000, seed=1))
-    cli = cli_runner(tmp_path / "home")
-    trained = cli("train", str(train), "--target", "churned", "--promote")
+    cli = cli_runner(with_registry(tmp_path / "home"))
+    trained = cli_in_process(tmp_path / "home")("train", str(train), "--target", "churned",
+                                                "--promote")
     assert trained.code == 0, trained.stderr
     ran = cli("backtest", "churn", str(fresh), "--repeats", "4", "--shuffle", "--json")
     assert ran.code == 0, ran.stderr
@@ -105,8 +109,9 @@ def test_a_challenger_with_another_signature_is_refused(
 ) -> None:
     cli, rest = weather
     other = pd.read_csv(rest).iloc[:2000].drop(columns="feat_8")
-    trained = cli("train", str(write_csv(tmp_path / "weather.csv", other)), "--target",
-                  "target", "--name", "weather")
+    trained = cli_in_process(rest.parent / "home")(
+        "train", str(write_csv(tmp_path / "weather.csv", other)), "--target", "target",
+        "--name", "weather")
     assert trained.code == 0, trained.stderr
     ran = cli("backtest", "weather", str(rest), "--rollout", "ab", "--challenger", "2")
     assert ran.code == 2 and "--challenger 2: its signature differs" in ran.stderr, ran.stderr

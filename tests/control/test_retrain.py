@@ -27,7 +27,7 @@ from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.schema import is_identifier
 from mlcanary.train.spec import TrainSpec
-from tests.conftest import cli_runner
+from tests.conftest import cli_runner, with_registry
 
 SOURCE_ROWS = 1200
 POLICY = """
@@ -52,7 +52,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("retrain")
     path = root / "churn.csv"
     make_churn(SOURCE_ROWS, seed=41).to_csv(path, index=False)
-    settings = Settings(home=root / "home")
+    settings = Settings(home=with_registry(root / "home"))
     spec = TrainSpec.parse(data=path, target="churned", name="churn", model="logistic",
                            folds=3, promote=True)
     publish(train(spec, settings), ModelRegistry(settings), "<html></html>")

@@ -30,13 +30,13 @@ from mlcanary.store.traffic import TrafficLog
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
-from tests.conftest import cli_runner
+from tests.conftest import cli_in_process, cli_runner, with_registry
 from tests.control.faults import Faulty
 from tests.serve.conftest import niceness, one_watcher_at, running_server
 from tests.serve.test_swap import request_body
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.slow  # real servers through whole rollouts
+pytestmark = [pytest.mark.slow, pytest.mark.longest]  # real servers through whole rollouts
 
 ENV = {
     "MLCANARY_POLL_SECONDS": "0.5",
@@ -50,7 +50,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v1 champion, v2 trained on inverted labels (a broken challenger), v3 like v1;
     v4 like v1 but failing 20% of its calls, v5 like v1 but five times slower per call."""
     root = tmp_path_factory.mktemp("rollout")
-    home = root / "home"
+    home = with_registry(root / "home")
     frame = make_churn(2000, seed=31)
     settings = Settings(home=home)
     registry = ModelRegistry(settings)
@@ -180,7 +180,9 @@ def wait_for_status(home: Path, status: str, timeout: float = 240) -> Deployment
 
 
 def events(home: Path) -> list[dict[str, object]]:
-    result = cli_runner(home)("events", "churn", "--json")
+    """`mlcanary events churn --json`, in this process: tests poll it while the server under
+    test needs the CPU (a new interpreter would take seconds of it each time)."""
+    result = cli_in_process(home)("events", "churn", "--json")
     assert result.code == 0, result.stderr
     return list(json.loads(result.stdout))
 
@@ -221,8 +223,8 @@ def test_a_failing_or_slow_challenger_is_rolled_back_after_max_failures(
     # is the only difference (a faster runtime would make every challenger look slow).
     env = {**ENV, "MLCANARY_RUNTIME": "native"}
     with running_server(home, ["churn"], **env) as server, traffic(server.url) as load:
-        started = cli_runner(home)("deploy", "churn", "--challenger", str(version), "--steps",
-                                   "50,100", "--interval", "4s", "--max-failures", "2")
+        started = cli_in_process(home)("deploy", "churn", "--challenger", str(version), "--steps",
+                                       "50,100", "--interval", "4s", "--max-failures", "2")
         assert started.code == 0, started.stderr
         rolled_back = wait_for_status(home, "rolled_back")
         later = load.settled(lambda a: a[2] == "1", "the servers to follow the rollback")
@@ -248,8 +250,8 @@ def test_a_heavy_hitter_key_skews_the_split_and_the_rollout_pauses_unpromoted(
     with running_server(home, ["churn"], **ENV) as server, traffic(
         server.url, heavy_key="bot-1"
     ) as load:
-        started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
-                                   "--weights", "50,50", "--interval", "3s")
+        started = cli_in_process(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
+                                       "--weights", "50,50", "--interval", "3s")
         assert started.code == 0, started.stderr
         paused = wait_for_status(home, "paused")
     assert {status for status, _, _ in load.answers} == {200}
@@ -265,8 +267,8 @@ def test_a_heavy_hitter_key_skews_the_split_and_the_rollout_pauses_unpromoted(
 
 def test_a_good_challenger_survives_a_restart_and_is_promoted(home: Path) -> None:
     with running_server(home, ["churn"], **ENV) as server, traffic(server.url) as load:
-        started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps",
-                                   "20,50,100", "--interval", "4s")
+        started = cli_in_process(home)("deploy", "churn", "--challenger", "3", "--steps",
+                                       "20,50,100", "--interval", "4s")
         assert started.code == 0, started.stderr
         wait_for(home, lambda: any(e["kind"] == "step" for e in events(home)))
         load.stop.set()
@@ -292,8 +294,8 @@ def test_a_sound_challenger_passes_every_check_across_sigkills_and_bursts(
     each new process meets a burst of the requests queued meanwhile on a cold server. With
     ``--max-failures 1`` one failed check would roll back: a twin of the champion must pass
     every one."""
-    started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--steps", "50,100",
-                               "--interval", "4s", "--max-failures", "1")
+    started = cli_in_process(home)("deploy", "churn", "--challenger", "3", "--steps", "50,100",
+                                   "--interval", "4s", "--max-failures", "1")
     assert started.code == 0, started.stderr
     rows = make_churn(1800, seed=35).drop(columns="churned")
     burst: list[tuple[int, str, str]] = []
@@ -382,8 +384,8 @@ def wait_gone(pid: int, timeout: float = 20) -> None:
 
 
 def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None:
-    started = cli_runner(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
-                               "--weights", "50,50", "--interval", "1h")
+    started = cli_in_process(home)("deploy", "churn", "--challenger", "3", "--strategy", "ab",
+                                   "--weights", "50,50", "--interval", "1h")
     assert started.code == 0, started.stderr
     rows = make_churn(5, seed=33).drop(columns="churned")
     with running_server(home, ["churn"], **ENV) as one, running_server(
@@ -400,8 +402,8 @@ def test_the_same_key_gets_the_same_variant_on_every_replica(home: Path) -> None
 
 def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: Path) -> None:
     """v2 learned inverted labels: clients only see the champion; status shows the gap."""
-    started = cli_runner(home)("deploy", "churn", "--challenger", "2", "--strategy", "shadow",
-                               "--interval", "1h")
+    started = cli_in_process(home)("deploy", "churn", "--challenger", "2", "--strategy", "shadow",
+                                   "--interval", "1h")
     assert started.code == 0, started.stderr
     frame = make_churn(120, seed=34)
     ids = []
@@ -421,7 +423,7 @@ def test_a_shadow_challenger_never_answers_and_its_agreement_is_reported(home: P
             assert resp.status == 200
 
         def reported() -> dict[str, Any] | None:
-            result = cli_runner(home)("status", "churn", "--json")
+            result = cli_in_process(home)("status", "churn", "--json")
             assert result.code == 0, result.stderr
             shadow: dict[str, Any] = json.loads(result.stdout)["rollout"]["shadow"]
             written = shadow["pairs"] == len(frame) and shadow["labelled"]["rows"] == len(frame)

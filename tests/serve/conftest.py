@@ -23,6 +23,7 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
+from tests.conftest import with_registry
 from tests.waiting import wait_until
 
 
@@ -124,7 +125,7 @@ def one_watcher_at(pid: int, timeout: float = 60) -> None:
 
 def registered_churn(tmp_path: Path, rows: int, seed: int, versions: int = 1) -> Path:
     """A home whose registry holds ``versions`` versions of a logistic churn model."""
-    home = tmp_path / "home"
+    home = with_registry(tmp_path / "home")
     data = tmp_path / "churn.csv"
     make_churn(rows, seed=seed).to_csv(data, index=False)
     settings = Settings(home=home)
@@ -138,7 +139,7 @@ def registered_churn(tmp_path: Path, rows: int, seed: int, versions: int = 1) ->
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("serve") / "home"
+    home = with_registry(tmp_path_factory.mktemp("serve") / "home")
     path = home.parent / "churn.csv"
     make_churn(3000, seed=1).to_csv(path, index=False)
     settings = Settings(home=home)

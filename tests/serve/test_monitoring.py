@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlcanary.demo import make_churn
-from tests.conftest import cli_runner
+from tests.conftest import cli_in_process, cli_runner
 from tests.serve.conftest import registered_churn, running_server
 from tests.serve.test_prediction_log import feedback, infer
 from tests.waiting import wait_until
@@ -126,7 +126,7 @@ def test_records_dropped_by_a_full_buffer_are_counted_in_status(home: Path) -> N
         metrics = get(f"{running.url}/metrics").decode()
         assert 'mlcanary_prediction_log_dropped_total{model="churn"} 9.0' in metrics
         document = wait_until(
-            lambda: (d := json.loads(cli_runner(home)("status", "churn", "--json").stdout))
+            lambda: (d := json.loads(cli_in_process(home)("status", "churn", "--json").stdout))
             and d["predictions_dropped"] == 9 and d
         )
         assert document["predictions_written_by_servers"] >= 1

@@ -48,7 +48,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def logged(home: Path) -> Iterator[Logged]:
     url = f"sqlite:///{home.parent / 'logged.db'}"
-    env = {"MLCANARY_STORE_URL": url, "MLCANARY_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS)}
+    env = {"MLCANARY_STORE_URL": url, "MLCANARY_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS),
+           "MLCANARY_MONITOR": "false"}  # the log alone: no watch child to start
     with running_server(home, ["churn"], **env) as running, Store(url) as store:
         rows = make_churn(50, seed=12).drop(columns=["churned"])
         yield Logged(running.url, store, rows)
@@ -239,7 +240,8 @@ def test_sigkill_loses_at_most_the_last_flush_interval(
 ) -> None:
     rows = make_churn(40, seed=13).drop(columns=["churned"])
     with store_url(database, tmp_path) as url:
-        env = {"MLCANARY_STORE_URL": url, "MLCANARY_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS)}
+        env = {"MLCANARY_STORE_URL": url, "MLCANARY_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS),
+               "MLCANARY_MONITOR": "false"}  # the log alone: no watch child to start
         with running_server(home, ["churn"], **env) as running:
             settled, recent = answer_then_kill(running, rows)
         with Store(url) as store:

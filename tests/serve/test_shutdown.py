@@ -19,6 +19,7 @@ from mlcanary.registry.versions import ModelRegistry
 from mlcanary.train.fit import train
 from mlcanary.train.publish import publish
 from mlcanary.train.spec import TrainSpec
+from tests.conftest import with_registry
 from tests.control.faults import Faulty
 from tests.serve.conftest import (
     niceness,
@@ -38,7 +39,7 @@ test looks (a fast machine answered all three between two looks)."""
 
 def held_churn(tmp_path: Path) -> Path:
     """A home whose champion holds every call on ``BIG_ROWS`` rows for ``HOLD_SECONDS``."""
-    home = tmp_path / "home"
+    home = with_registry(tmp_path / "home")
     data = tmp_path / "churn.csv"
     make_churn(1500, seed=4).to_csv(data, index=False)
     settings = Settings(home=home)
@@ -75,7 +76,8 @@ def test_sigterm_answers_requests_in_flight_then_exits(tmp_path: Path) -> None:
         except Exception as exc:  # recorded, then asserted on below
             answers.append(type(exc).__name__)
 
-    with running_server(home, ["churn"], MLCANARY_MAX_QUEUE_ROWS="1000000") as running:
+    with running_server(home, ["churn"], MLCANARY_MAX_QUEUE_ROWS="1000000",
+                        MLCANARY_MONITOR="false") as running:
         threads = [threading.Thread(target=send, args=(running.url,)) for _ in range(IN_FLIGHT)]
         for thread in threads:
             thread.start()

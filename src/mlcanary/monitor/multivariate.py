@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import numpy as np
 from scipy import stats
 
@@ -152,6 +151,10 @@ def domain_classifier_test(
     train = split_halves(rows, rng)
     if len(np.unique(labels[train])) < 2 or len(np.unique(labels[~train])) < 2:
         return None
+    # Here, not at the top: a watch child that has analysed no window yet (most starts)
+    # need not hold LightGBM and the scikit-learn it imports.
+    import lightgbm as lgb
+
     params = {**PARAMS, "seed": int(rng.integers(2**31 - 1))}
     data = lgb.Dataset(rows[train], labels[train])
     scores = np.asarray(lgb.train(params, data, ROUNDS).predict(rows[~train], num_threads=1))
