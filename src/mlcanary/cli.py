@@ -145,7 +145,13 @@ def serve(
 
     from mlcanary.config import Settings
     from mlcanary.logs import configure_json_logging
-    from mlcanary.serve.app import WORKER_SETTINGS, build, mirrored, worker_settings
+    from mlcanary.serve.app import (
+        WORKER_SETTINGS,
+        build,
+        mirrored,
+        stopped_on_failure,
+        worker_settings,
+    )
 
     settings = Settings()
     if no_log:
@@ -164,12 +170,8 @@ def serve(
     # each worker they would repeat every window's analysis N times); they mirror the
     # registry for the workers.
     registry, children = mirrored(settings, names)
-    try:
+    with stopped_on_failure(children):
         champions = {name: registry.version(name, "champion").version for name in names}
-    except BaseException:
-        if children is not None:
-            asyncio.run(children.stop())
-        raise
     mirror = children.mirror if children is not None else None
     settings = settings.model_copy(update={"monitor": False})
     err.print(f"serving {', '.join(f'{n} v{v}' for n, v in champions.items())} {where}")

@@ -177,6 +177,6 @@ def inprocess(server: Server) -> Iterator[InProcess]:
     settings = Settings(home=server.home, max_request_bytes=2**20, poll_seconds=0)
     repository = ModelRepository(ModelRegistry(settings), ["churn"])
     repository.load()
-    app = create_app(settings, repository, companions=False)
+    app = create_app(settings, repository)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield InProcess(client, server.rows, server.pipeline, app.state.service)

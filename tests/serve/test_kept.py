@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlcanary.config import Settings
-from mlcanary.registry.versions import ModelRegistry
+from mlcanary.registry.versions import SERVING_FOLDER, ModelRegistry
 from mlcanary.serve import kept
 from mlcanary.serve.onnx import OnnxPlan
 from mlcanary.serve.repository import ModelRepository
@@ -43,12 +43,12 @@ def test_a_kept_plan_that_no_longer_matches_is_chosen_afresh(home: Path, tmp_pat
     registry = ModelRegistry(Settings(home=home))
     repository(home).load_version("churn", v)
     info = registry.version("churn", v)
-    folder = registry.kept(info, kept.FOLDER, tmp_path / "copy")
+    folder = registry.kept(info, SERVING_FOLDER, tmp_path / "copy")
     assert folder is not None
     choice = json.loads((folder / kept.CHOICE).read_text())
     choice["scores"] = [[p[1], p[0]] for p in choice["scores"]]  # as if another model's
     (folder / kept.CHOICE).write_text(json.dumps(choice))
-    registry.keep(info, kept.FOLDER, folder)
+    registry.keep(info, SERVING_FOLDER, folder)
     again = repository(home).load_version("churn", v)
     assert again.runtime.kind == "onnx" and "kept" not in again.runtime_note
 
@@ -60,7 +60,7 @@ def test_an_unreadable_kept_choice_is_chosen_afresh(home: Path, tmp_path: Path) 
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / kept.CHOICE).write_text('{"runtime": "onnx"}')  # no plan, no scores
-    registry.keep(info, kept.FOLDER, broken)
+    registry.keep(info, SERVING_FOLDER, broken)
     assert kept.read(registry, info) is None
     loaded = repository(home).load_version("churn", v)
     assert loaded.runtime.kind == "onnx" and "kept" not in loaded.runtime_note

@@ -148,20 +148,20 @@ class MirroredRegistry(ModelRegistry):
         if model is None:
             return None
         if str(ref).isdigit():
-            entry = model["versions"].get(str(ref))
-            return entry if isinstance(entry, dict) else None  # not mirrored: ask MLflow
+            found: dict[str, Any] | None = model["versions"].get(str(ref))
+            return found  # None: not mirrored, MLflow is asked
         number = model["aliases"].get(str(ref))
         if number is None:  # the file is current: no version holds the alias
             raise NotFound(f"model '{name}': has no version or alias {ref!r}")
-        entry = model["versions"][str(number)]
-        return entry if isinstance(entry, dict) else None
+        aliased: dict[str, Any] = model["versions"][str(number)]
+        return aliased
 
     def _model(self, name: str) -> dict[str, Any] | None:
         snapshot = self._snapshot()
         if snapshot is None:
             return None
-        model = snapshot["models"].get(name)
-        return model if isinstance(model, dict) else None
+        model: dict[str, Any] | None = snapshot["models"].get(name)
+        return model
 
     def _snapshot(self) -> dict[str, Any] | None:
         path = self.folder / SNAPSHOT

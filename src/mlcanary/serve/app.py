@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,31 +49,26 @@ def create_app(
     metrics: ServerMetrics | None = None,
     store: Store | None = None,
     *,
-    companions: bool = True,
     children: Companions | None = None,
 ) -> Starlette:
     """The app over a loaded ``repository``; the service runs for the app's lifetime.
 
     With a ``store``, answered requests are logged (unless ``log_sample_rate`` is 0) and
-    feedback is accepted; without one, the feedback route answers 503. ``companions``
-    starts the watch child (monitor and rollouts) when the settings ask for it, unless
-    ``children`` hands over one already started (``build`` starts it before loading, so
-    that it mirrors the registry); either way it stops with the app.
+    feedback is accepted; without one, the feedback route answers 503. ``children``, the
+    watch child ``build`` started before loading (it mirrors the registry), stop with the
+    app.
     """
     service = InferenceService(settings, repository, metrics, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        running = children
-        if running is None and companions and store is not None and watches(settings):
-            running = Companions(start_watchers(repository.names), None)
         try:
             yield
         finally:
             await service.stop()
-            if running is not None:
-                await running.stop()
+            if children is not None:
+                await children.stop()
 
     async def prometheus(request: Request) -> Response:
         # In a thread: the signal gauges read the store (every few seconds), and a slow
@@ -110,6 +105,17 @@ class Companions:
             await asyncio.to_thread(process.wait, 30)
         if self.mirror is not None:
             shutil.rmtree(self.mirror, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stopped_on_failure(children: Companions | None) -> Iterator[None]:
+    """Stop ``children`` if what the block does fails (the server will not start)."""
+    try:
+        yield
+    except BaseException:
+        if children is not None:
+            asyncio.run(children.stop())
+        raise
 
 
 def mirrored(settings: Settings, names: list[str]) -> tuple[ModelRegistry, Companions | None]:
@@ -171,12 +177,8 @@ def build(settings: Settings, names: list[str], mirror: Path | None = None) -> S
     else:
         registry, children = mirrored(settings, names)
     repository = ModelRepository(registry, names)
-    try:
+    with stopped_on_failure(children):
         repository.load()
-    except BaseException:
-        if children is not None:
-            asyncio.run(children.stop())
-        raise
     log.info("loaded %d model(s) in %.2f s", len(names), time.perf_counter() - start)
     return create_app(settings, repository, ServerMetrics(), Store.from_settings(settings),
                       children=children)

@@ -2,7 +2,7 @@
 
 The first server to load a version with ``runtime = auto`` converts and verifies it
 (``serve/choice.py``) and keeps the outcome in the version's run, artifact folder
-``FOLDER``: ``choice.json`` (the runtime, its note, the decision threshold and the native
+``SERVING_FOLDER``: ``choice.json`` (the runtime, its note, the decision threshold and the native
 pipeline's scores on the reference rows it was verified on) and, when ONNX serves, its
 plan (``onnx/graph.onnx``, ``onnx/plan.json``). The model directory the version points at
 is never changed.
@@ -35,8 +35,6 @@ from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
-FOLDER = SERVING_FOLDER
-"""Where in the run (the number changes when what is kept does)."""
 CHOICE = "choice.json"
 ONNX = "onnx"
 
@@ -76,7 +74,7 @@ def read(registry: ModelRegistry, info: VersionInfo) -> Kept | None:
     """The kept choice of a version, or None (none kept, or unreadable: choose afresh)."""
     try:
         with tempfile.TemporaryDirectory(prefix="mlcanary-kept-") as tmp:
-            folder = registry.kept(info, FOLDER, Path(tmp))
+            folder = registry.kept(info, SERVING_FOLDER, Path(tmp))
             if folder is None or not (folder / CHOICE).is_file():
                 return None
             data = json.loads((folder / CHOICE).read_text(encoding="utf-8"))
@@ -106,7 +104,7 @@ def write(registry: ModelRegistry, info: VersionInfo, choice: Choice, rows: int)
             (folder / CHOICE).write_text(json.dumps(document), encoding="utf-8")
             if isinstance(choice.runtime, OnnxRuntime):
                 choice.runtime.plan.write(folder / ONNX)
-            registry.keep(info, FOLDER, folder)
+            registry.keep(info, SERVING_FOLDER, folder)
     except Exception:
         log.warning("model '%s' version %s: could not keep its runtime choice",
                     info.name, info.version, exc_info=True)
