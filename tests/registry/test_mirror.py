@@ -9,6 +9,7 @@ MLflow, so it is never wrong, only later.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 
 from mlcanary.config import Settings
 from mlcanary.errors import NotFound
-from mlcanary.registry.mirror import SNAPSHOT, MirroredRegistry, MirrorWriter, cache_root
+from mlcanary.registry import mirror
+from mlcanary.registry.mirror import KEPT, SNAPSHOT, MirroredRegistry, MirrorWriter, cache_root
 from mlcanary.registry.versions import BUNDLE_DIR, SERVING_FOLDER, ModelRegistry
 from tests.serve.conftest import registered_churn
 
@@ -122,3 +124,48 @@ def test_a_serving_folder_kept_after_the_first_sync_is_copied_at_a_later_one(
     assert local is not None and local.is_relative_to(cache_root(settings))
     assert json.loads((local / "choice.json").read_text()) == {"runtime": "native"}
     assert mirrored._client is None
+
+
+def test_a_kept_entry_answers_before_the_first_file_only_while_the_registry_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "own").mkdir()
+    settings = Settings(home=registered_churn(tmp_path / "own", 300, seed=6))
+    registry = ModelRegistry(settings)
+    database = settings.home / "mlflow.db"
+    with monkeypatch.context() as patch:  # every write counts as a moment ago
+        patch.setattr(mirror, "RACY_NS", time.time_ns())
+        MirrorWriter(registry, ["churn"], tmp_path / "first").sync()
+    assert not (cache_root(settings) / "churn" / KEPT).exists(), \
+        "a registry written a moment ago was stamped"
+    old = time.time() - 60
+    os.utime(database, (old, old))  # as a registry last written a minute ago
+    MirrorWriter(registry, ["churn"], tmp_path / "first").sync()
+
+    def starting() -> MirroredRegistry:  # a server whose child has written nothing yet
+        return MirroredRegistry(settings, tmp_path / "none", stale_after=60.0,
+                                wait_seconds=60.0, alive=lambda: True)
+
+    began = time.monotonic()
+    early = starting()
+    assert early.version("churn", "champion") == registry.version("churn", 1)
+    assert early.download("churn", "champion").is_relative_to(cache_root(settings))
+    assert time.monotonic() - began < 30 and early._client is None
+
+    registry.set_alias("churn", "challenger", 1)  # a write: the kept entry no longer holds
+    moved = MirroredRegistry(settings, tmp_path / "none", stale_after=60.0,
+                             alive=lambda: False)
+    assert moved.alias_version("churn", "challenger") == 1
+    assert moved._client is not None, "a kept entry was believed after the registry changed"
+
+    os.utime(database, (old, old))
+    MirrorWriter(registry, ["churn"], tmp_path / "first").sync()
+    assert starting().alias_version("churn", "challenger") == 1
+    kept = cache_root(settings) / "churn" / KEPT
+    document = json.loads(kept.read_text())
+    document["model"]["versions"]["1"]["model"] = str(tmp_path / "cleared")
+    kept.write_text(json.dumps(document))
+    cleared = MirroredRegistry(settings, tmp_path / "none", stale_after=60.0,
+                               alive=lambda: False)
+    assert cleared.download("churn", "champion", tmp_path / "fetched").is_relative_to(
+        tmp_path / "fetched"), "a kept entry whose local copy is gone was believed"

@@ -15,10 +15,19 @@ aliases):
   and the cache. Whatever the file cannot answer goes to MLflow itself (imported then):
   a name or version it does not hold, a file older than ``stale_after`` (the child is gone
   or stuck), a write. So the mirror can make a read later, never wrong.
+
+A server starts before its child has opened MLflow (~2-3 s on a small machine). To answer
+at once, each sync also keeps every name's entry beside its local copies, stamped with the
+registry file's modification time and size (a SQLite registry, the default); until the
+child's first file comes, a server believes a kept entry only while the registry file
+still carries that stamp, that is, while nothing has written to the registry since the
+entry was read. Other registries (a Postgres database, a tracking server) carry no stamp:
+there the server waits for the child's first sync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +48,11 @@ from mlcanary.types import Alias
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "registry.json"
+KEPT = "mirror.json"
+"""Each name's entry of the last sync, in its cache folder, with the registry's stamp."""
+RACY_NS = 2_000_000_000
+"""A registry file written this recently (ns) gets no stamp: a write in the same tick of
+the file system's clock might leave the modification time as it was."""
 ALIASES: tuple[Alias, ...] = ("champion", "challenger")
 
 
@@ -46,6 +60,31 @@ def cache_root(settings: Settings) -> Path:
     """Where versions of this registry are kept locally (one folder per registry URI)."""
     key = hashlib.sha256(settings.registry_uri.encode()).hexdigest()[:12]
     return settings.home / "cache" / "versions" / key
+
+
+def registry_stamp(uri: str) -> list[list[int] | None] | None:
+    """Modification time and size of a SQLite registry's file and of its journals: while
+    they are unchanged, nothing has written to the registry. None for another registry,
+    or for a file written too recently to tell."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return None
+    stamp: list[list[int] | None] = []
+    recent = time.time_ns() - RACY_NS
+    for path in (Path(database), Path(f"{database}-wal"), Path(f"{database}-journal")):
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            stamp.append(None)
+            continue
+        if status.st_mtime_ns > recent:
+            return None
+        stamp.append([status.st_mtime_ns, status.st_size])
+    return stamp if stamp[0] is not None else None
 
 
 class MirrorWriter:
@@ -60,6 +99,7 @@ class MirrorWriter:
     def sync(self) -> None:
         """One round: every alias of every name; an unreachable registry keeps the last file
         (it then ages, and the server asks MLflow itself)."""
+        stamp = registry_stamp(self.registry.uri)  # before reading: a write meanwhile shows
         models: dict[str, Any] = {}
         for name in self.names:
             if not self.registry.exists(name):
@@ -74,6 +114,21 @@ class MirrorWriter:
                                          suffix=".tmp", encoding="utf-8") as tmp:
             json.dump(document, tmp)
         Path(tmp.name).replace(self.folder / SNAPSHOT)
+        if stamp is not None:
+            for name, model in models.items():
+                self._keep(name, model, stamp)
+
+    def _keep(self, name: str, model: dict[str, Any], stamp: list[list[int] | None]) -> None:
+        text = json.dumps({"registry": self.registry.uri, "stamp": stamp, "model": model})
+        path = self.root / name / KEPT
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         suffix=".tmp", encoding="utf-8") as tmp:
+            tmp.write(text)
+        Path(tmp.name).replace(path)
 
     def _model(self, name: str) -> dict[str, Any]:
         aliases: dict[str, int] = {}
@@ -103,8 +158,10 @@ class MirrorWriter:
 class MirroredRegistry(ModelRegistry):
     """A ``ModelRegistry`` whose reads come from a ``MirrorWriter``'s file when it can.
 
-    The first read waits for the file (up to ``wait_seconds``, or until ``alive`` says the
-    writer is gone); after that a read never waits.
+    Until the file comes, a name's kept entry answers while the registry file is as it was
+    when the entry was read; otherwise the first read waits for the file (up to
+    ``wait_seconds``, or until ``alive`` says the writer is gone); after that a read never
+    waits.
     """
 
     def __init__(self, settings: Settings, folder: Path, *, stale_after: float,
@@ -116,6 +173,7 @@ class MirroredRegistry(ModelRegistry):
         self.alive = alive
         self._waited = False
         self._warned = False
+        self.root = cache_root(settings)
 
     def version(self, name: str, ref: int | str) -> VersionInfo:
         entry = self._entry(name, ref)
@@ -157,6 +215,10 @@ class MirroredRegistry(ModelRegistry):
         return aliased
 
     def _model(self, name: str) -> dict[str, Any] | None:
+        if not self._waited and not (self.folder / SNAPSHOT).is_file():
+            kept = self._kept(name)
+            if kept is not None:
+                return kept
         snapshot = self._snapshot()
         if snapshot is None:
             return None
@@ -182,6 +244,22 @@ class MirroredRegistry(ModelRegistry):
             self._missing(f"the mirror file is {age:.0f} s old")
             return None
         return document
+
+    def _kept(self, name: str) -> dict[str, Any] | None:
+        """The name's entry of the last sync, if nothing has written to the registry since."""
+        try:
+            document = json.loads((self.root / name / KEPT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        stamp = registry_stamp(self.uri)
+        if stamp is None or document["registry"] != self.uri or document["stamp"] != stamp:
+            return None
+        model: dict[str, Any] = document["model"]
+        for entry in model["versions"].values():
+            if not Path(entry["model"]).is_dir() or (
+                    entry["serving"] is not None and not Path(entry["serving"]).is_dir()):
+                return None  # the cache was cleared
+        return model
 
     def _missing(self, why: str) -> None:
         if not self._warned:
