@@ -4,7 +4,8 @@ Each round starts ``mlcanary serve`` of the demo's churn model (every column kin
 once by the current tree, one registry for both versions) with the prediction log and the
 monitor on, as a user runs it: the time from process start to the first answered V2 infer,
 then 10,000 one-row requests over one keep-alive connection, a pause for the watcher to
-analyse them, and the resident memory of the server, of each child and of the tree. The
+analyse them, and the resident memory of the server, of each child and of the tree (the
+sum of their RSS, and their PSS, which counts the pages they share once). The
 versions alternate within a round; the first start of each is a warm-up (file caches) and
 is not counted. Figures are medians of rounds, and ratios now / before.
 
@@ -50,6 +51,16 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each shared page counted once across the processes mapping
+    it (libpython, NumPy, pyarrow ... are mapped by the server and its child alike, and a
+    sum of RSS counts them twice)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -88,10 +99,12 @@ def one_start(src: Path, env: dict[str, str], body: bytes, requests: int, settle
             if answer.status != 200:
                 raise SystemExit(f"{src}: an infer answered {answer.status}")
         time.sleep(settle)  # the watcher reads and analyses what was logged
-        kids = {f"child {i + 1}": rss_mb(pid) for i, pid in enumerate(children(proc.pid))}
+        pids = children(proc.pid)
+        kids = {f"child {i + 1}": rss_mb(pid) for i, pid in enumerate(pids)}
         server = rss_mb(proc.pid)
         return {"first_answer_s": first, "server_mb": server, **kids,
-                "children": len(kids), "tree_mb": server + sum(kids.values())}
+                "children": len(kids), "tree_mb": server + sum(kids.values()),
+                "tree_pss_mb": sum(pss_mb(pid) for pid in [proc.pid, *pids])}
     finally:
         stop(proc)
 

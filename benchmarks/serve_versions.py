@@ -7,7 +7,10 @@ tree with the log and the monitor off, gives the cost of logging. Two models: th
 churn table (every column kind, one tensor per column, as ``tritonclient`` sends it) and
 scikit-learn's breast-cancer table (30 numbers, one ``input-0`` [n, 30] FP64 tensor, as
 NumPy clients send it), both trained once by the current tree. ``wrk`` (core 1) sends
-the same bodies to each server in turn, the order rotating between rounds; each ratio is
+the same bodies to each server in turn, the order rotating between rounds, the other two
+servers and their children stopped (SIGSTOP) meanwhile, as one server runs on a box (their
+watchers' periodic analyses would otherwise take core 0 from whichever server is being
+measured); each ratio is
 one server's requests/s over another's in the same round, and the figure is their
 geometric mean (with the range of rounds).
 
@@ -17,12 +20,15 @@ geometric mean (with the range of rounds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +90,25 @@ def prepare(tmp: Path, rows: int) -> tuple[dict[str, str], dict[str, Path]]:
     return env, bodies
 
 
+def tree(pid: int) -> list[int]:
+    """A server and its children (the watchers)."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
+@contextlib.contextmanager
+def alone(servers: dict[str, dict[str, Any]], version: str) -> Iterator[None]:
+    """Run a measurement with the other servers' process trees stopped (SIGSTOP), as one
+    server runs on a box: their watchers' analyses would otherwise share core 0 with it."""
+    others = [p for v, s in servers.items() if v != version for p in tree(s["proc"].pid)]
+    for pid in others:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGCONT)
+
+
 def tree_mb(pid: int) -> dict[str, float]:
     """Resident memory of a server and of each child (the watchers), MB."""
     kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -130,8 +155,9 @@ def main() -> None:
                     for workload, (model, _, conns) in WORKLOADS.items():
                         shift = turn % len(SERVERS)
                         for version in SERVERS[shift:] + SERVERS[:shift]:
-                            found = wrk(servers[version]["port"], bodies[workload],
-                                        tmp / "json.lua", conns, args.duration, model=model)
+                            with alone(servers, version):
+                                found = wrk(servers[version]["port"], bodies[workload],
+                                            tmp / "json.lua", conns, args.duration, model=model)
                             if found["non_2xx"] or found["socket_errors"]:
                                 raise SystemExit(f"{version}: failed requests in {workload}")
                             runs[workload][version].append(found)

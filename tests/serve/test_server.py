@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from typing import Any
@@ -108,7 +110,8 @@ def test_tritonclient_default_outputs_and_metadata(server: Server) -> None:
     client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
     result = client.infer("churn", triton_inputs(server.rows.head(3), True))
     assert result.as_numpy("probabilities").shape == (3, 2)
-    assert result.get_response()["id"]  # generated when the request has none
+    made = uuid.UUID(result.get_response()["id"])  # generated when the request has none
+    assert made.version == 7 and abs((made.int >> 80) / 1000 - time.time()) < 600
     meta = client.get_model_metadata("churn")
     assert [i["name"] for i in meta["inputs"]] == list(server.rows.columns)
     assert {o["name"] for o in meta["outputs"]} == {"predict", "probabilities"}

@@ -66,11 +66,9 @@ def registry_stamp(uri: str) -> list[list[int] | None] | None:
     """Modification time and size of a SQLite registry's file and of its journals: while
     they are unchanged, nothing has written to the registry. None for another registry,
     or for a file written too recently to tell."""
-    if not uri.startswith("sqlite:"):
+    if not uri.startswith("sqlite:///"):  # SQLAlchemy's form, which MLflow takes
         return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(uri).database
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0]
     if not database or database == ":memory:":
         return None
     stamp: list[list[int] | None] = []

@@ -8,7 +8,6 @@ routing, validation, prediction or logging lives here.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -27,7 +26,7 @@ from mlcanary.serve.outputs import PREDICT, PROBABILITIES, select_outputs
 from mlcanary.serve.query import positive_int
 from mlcanary.serve.repository import ServedModel
 from mlcanary.serve.router import KEY_HEADER, VARIANT_HEADER
-from mlcanary.serve.service import Answer, Inference, InferenceService
+from mlcanary.serve.service import Answer, Inference, InferenceService, new_request_id
 
 HEADER_LENGTH = "inference-header-content-length"
 REQUEST_ID = "X-Request-Id"
@@ -69,7 +68,7 @@ def rest_routes(service: InferenceService, settings: Settings) -> list[Route]:
         header = request.headers.get(HEADER_LENGTH)
         header_length = _header_length(header) if header is not None else None
         parsed = parse_request(body, header_length)
-        request_id = request.state.request_id = parsed.id or uuid.uuid4().hex
+        request_id = request.state.request_id = parsed.id or new_request_id()
         answer = await service.infer(Inference(
             request.path_params["name"], parsed.inputs, request.path_params.get("version"),
             request_id, request.headers.get(KEY_HEADER), started,
@@ -95,7 +94,7 @@ def rest_routes(service: InferenceService, settings: Settings) -> list[Route]:
         champion = service.model(name)  # instances are read by the champion's signature
         started = time.perf_counter()
         document = await read_json(request, limit)
-        request_id = request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        request_id = request.state.request_id = request.headers.get(REQUEST_ID) or new_request_id()
         tensors = v1.tensors_from_instances(document, champion.signature)
         answer = await service.infer(Inference(
             name, tensors, None, request_id, request.headers.get(KEY_HEADER), started))

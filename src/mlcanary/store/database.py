@@ -357,8 +357,9 @@ def _engine(url: str, busy_timeout_ms: int) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        # Request ids are random, so each insert lands on a random page of the id index;
-        # a 64 MiB page cache (default 2 MiB) keeps that index in memory far longer.
+        # A client's own request ids may be random, so their inserts land on random pages
+        # of the id index (the server's own are time-ordered: ``new_request_id``); a 64
+        # MiB page cache (default 2 MiB) keeps that index in memory far longer.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
