@@ -173,7 +173,8 @@ def _with_reference(facts: VersionFacts, rows: pd.DataFrame, scored: Scored) -> 
     if scored.proba is not None:
         for k, label in enumerate(signature.classes or []):
             sample[f"{SCORE_PREFIX}{label}"] = scored.proba[: len(rows), k]
-    reference = Reference.from_sample(sample, signature, dict(facts.reference.weights))
+    weights = dict(facts.reference.weights) if facts.reference is not None else {}
+    reference = Reference.from_sample(sample, signature, weights)
     return replace(facts, reference=reference)
 
 

@@ -11,8 +11,10 @@ import pytest
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput
 from mlcanary.models.adapter import ADAPTERS, AdapterType, open_model
+from mlcanary.models.foreign import MlflowModel
 from mlcanary.models.tabular import TabularModel
 from mlcanary.registry.versions import ModelRegistry
+from tests.models.plain import fitted_pipeline, log_plain, plain_table
 from tests.serve.conftest import registered_churn
 
 
@@ -21,7 +23,14 @@ def tabular_directory(tmp: Path) -> Path:
     return ModelRegistry(Settings(home=home)).download("churn", 1, tmp / "download")
 
 
-BUILDERS: dict[AdapterType, Callable[[Path], Path]] = {TabularModel: tabular_directory}
+def plain_directory(tmp: Path) -> Path:
+    frame, target = plain_table(300, seed=2)
+    log_plain(tmp / "home", "plain", fitted_pipeline(frame, target), frame)
+    return ModelRegistry(Settings(home=tmp / "home")).download("plain", 1, tmp / "download")
+
+
+BUILDERS: dict[AdapterType, Callable[[Path], Path]] = {
+    TabularModel: tabular_directory, MlflowModel: plain_directory}
 """How to make a model directory each adapter opens: an adapter without one fails below."""
 
 
@@ -56,7 +65,8 @@ def test_it_predicts_a_batch_as_its_signature_says(directory: tuple[AdapterType,
     signature = model.signature
     reference = model.reference()
     assert set(signature.names()) <= set(reference.columns)
-    rows = reference[[c.name for c in signature.columns]].head(50)
+    rows = model.sample()
+    assert list(rows.columns) == [c.name for c in signature.columns] and len(rows)
     prediction = model.native().predict(rows)
     assert len(prediction.predicted) == len(rows)
     if signature.classes is None:
@@ -66,7 +76,8 @@ def test_it_predicts_a_batch_as_its_signature_says(directory: tuple[AdapterType,
         assert prediction.proba.shape == (len(rows), len(signature.classes))
         np.testing.assert_allclose(prediction.proba.sum(axis=1), 1.0, atol=1e-9)
         assert set(prediction.predicted.tolist()) <= set(signature.classes)
-        assert {f"__score__{c}" for c in signature.classes} <= set(reference.columns)
+        if len(reference):  # a version with a reference has its scores in it
+            assert {f"__score__{c}" for c in signature.classes} <= set(reference.columns)
 
 
 def test_its_profile_names_its_own_columns(directory: tuple[AdapterType, Path]) -> None:

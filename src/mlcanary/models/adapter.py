@@ -8,7 +8,8 @@ the cross-validated metrics quality is compared with), and ``pipeline`` (a fitte
 scikit-learn pipeline the fast runtimes may compile, or None to serve ``native()``).
 
 ``ADAPTERS`` is the registry, tried in order: the first that ``recognises`` a directory
-opens it. mlcanary's own tabular bundle is the first adapter (``models/tabular.py``).
+opens it. mlcanary's own tabular bundle is the first adapter (``models/tabular.py``); a
+scikit-learn model logged by plain MLflow the second (``models/foreign.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from mlcanary.errors import InvalidInput
+from mlcanary.models.foreign import MlflowModel
 from mlcanary.models.runtime import Runtime
 from mlcanary.models.tabular import TabularModel
 from mlcanary.registry.versions import ModelRegistry
@@ -39,7 +41,13 @@ class ModelAdapter(Protocol):
         ...
 
     def reference(self) -> pd.DataFrame:
-        """The reference sample: the signature's columns and ``__score__<class>`` columns."""
+        """The reference sample: the signature's columns and ``__score__<class>`` columns
+        (no rows: the version has no reference, and its drift is not analysed)."""
+        ...
+
+    def sample(self) -> pd.DataFrame:
+        """Rows in the signature's columns the model must answer when it is loaded (no
+        rows: nothing to check it on)."""
         ...
 
     def importance(self) -> dict[str, float]:
@@ -61,7 +69,7 @@ class AdapterType(Protocol):
     def open(cls, root: Path, predictor: bool = True) -> ModelAdapter: ...
 
 
-ADAPTERS: list[AdapterType] = [TabularModel]
+ADAPTERS: list[AdapterType] = [TabularModel, MlflowModel]
 """Every model adapter, in the order they are tried."""
 
 
@@ -74,7 +82,10 @@ def open_model(root: Path, where: str = "model", predictor: bool = True) -> Mode
     """
     for adapter in ADAPTERS:
         if adapter.recognises(root):
-            return adapter.open(root, predictor)
+            try:
+                return adapter.open(root, predictor)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: {exc}") from exc
     flavors = ", ".join(a.flavor for a in ADAPTERS)
     raise InvalidInput(f"{where}: not a model any adapter opens; expected one of: {flavors}")
 

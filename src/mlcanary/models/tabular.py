@@ -17,6 +17,9 @@ from mlcanary.models.runtime import NativeRuntime, Runtime
 from mlcanary.registry.versions import BUNDLE_DIR
 from mlcanary.signature import Signature
 
+SAMPLE_ROWS = 1000
+"""Reference rows a loaded version must answer (and a faster runtime match)."""
+
 
 class TabularModel:
     """A pipeline mlcanary trained, with the bundle it published beside it."""
@@ -59,6 +62,9 @@ class TabularModel:
 
     def reference(self) -> pd.DataFrame:
         return self._reference
+
+    def sample(self) -> pd.DataFrame:
+        return self._reference.head(SAMPLE_ROWS)[[c.name for c in self.signature.columns]]
 
     def importance(self) -> dict[str, float]:
         return {k: float(v) for k, v in self._profile.get("importance", {}).items()}

@@ -63,7 +63,8 @@ class VersionFacts:
     """What the monitor needs of a model version, loaded once."""
 
     signature: Signature
-    reference: Reference
+    reference: Reference | None
+    """None: the version has no reference sample, and its drift is not analysed."""
     baseline: dict[str, float]
     """CV mean of every metric the version was evaluated on."""
 
@@ -96,6 +97,8 @@ class Monitor:
         self._facts: dict[tuple[str, int], VersionFacts] = {}
         self._floor: dict[str, float] = {}
         """Per model: no group has unanalysed rows older than this."""
+        self._told: set[tuple[str, int]] = set()
+        """Versions without a reference sample, said once."""
         self._performed: dict[tuple[str, str, int], str] = {}
         """Per (model, variant, version): the ``label_marks`` its last performance read."""
 
@@ -118,6 +121,9 @@ class Monitor:
         out: list[Signal] = []
         floors = [until]
         for (variant, version), _ in self.store.groups(name, since=floor, until=until).items():
+            if self.facts(name, version).reference is None:
+                self._unreferenced(name, version)
+                continue
             cursor = self.signals.cursor(name, variant, version, "drift")
             since = floor if floor is not None and floor > cursor[0] else None
             if since is None and cursor[0] > float("-inf"):
@@ -153,10 +159,11 @@ class Monitor:
                 log.warning("monitor: %s v%s (%s): %d requests skipped (more traffic than "
                             "%d windows a tick); analysing the latest", name, version,
                             variant, skipped, self.plan.max_windows)
-            facts = self.facts(name, version)
+            reference = self.facts(name, version).reference
+            assert reference is not None
             for k, window in enumerate(windows):
                 seed = window_seed(self.seed, name, variant, version, window.last_id)
-                report = analyse(facts.reference, window.frame, self.drift, seed=seed)
+                report = analyse(reference, window.frame, self.drift, seed=seed)
                 payload = report.as_dict()
                 if k == 0 and skipped:
                     payload["skipped_requests"] = skipped
@@ -270,6 +277,12 @@ class Monitor:
             self._facts[key] = loaded or load_facts(self.registry, name, version)
         return self._facts[key]
 
+    def _unreferenced(self, name: str, version: int) -> None:
+        if (name, version) not in self._told:
+            self._told.add((name, version))
+            log.warning("monitor: %s v%s has no reference sample (a model mlcanary did not "
+                        "train); its drift is not analysed", name, version)
+
     # -- loop --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, every: float) -> None:
@@ -315,7 +328,9 @@ def monitor_from_settings(
 
 def load_facts(registry: ModelRegistry, name: str, version: int) -> VersionFacts:
     model = open_version(registry, name, version, predictor=False)
-    reference = Reference.from_sample(model.reference(), model.signature, model.importance())
+    sample = model.reference()
+    reference = (Reference.from_sample(sample, model.signature, model.importance())
+                 if len(sample) else None)
     return VersionFacts(model.signature, reference, model.baseline())
 
 

@@ -183,7 +183,11 @@ class ModelRegistry:
         mv = self._model_version(name, ref)
         where = dst or Path(tempfile.mkdtemp(prefix=f"mlcanary-{name}-v{mv.version}-"))
         return Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(where))
+            # Where the files are, as this registry says: a ``models:/`` source (a model
+            # MLflow 3 logged) would resolve in the process's default tracking store.
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=self.client.get_model_version_download_uri(name, mv.version),
+                dst_path=str(where))
         )
 
     def kept(self, info: VersionInfo, folder: str, dst: Path) -> Path | None:

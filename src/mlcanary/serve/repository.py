@@ -22,9 +22,6 @@ from mlcanary.signature import Signature
 
 log = logging.getLogger(__name__)
 
-VERIFY_ROWS = 1000
-"""Reference rows a freshly loaded version must predict (and a faster runtime match)."""
-
 
 @dataclass
 class ServedModel:
@@ -84,7 +81,7 @@ class ModelRepository:
         plan = kept is not None and kept.plan is not None
         model = open_version(self.registry, name, version, predictor=not plan)
         signature = model.signature
-        reference = model.reference().head(VERIFY_ROWS)[[c.name for c in signature.columns]]
+        reference = model.sample()
         runtime: Runtime
         served = kept.onnx(signature, reference) if kept is not None and plan else None
         if served is not None:
@@ -93,9 +90,11 @@ class ModelRepository:
             if plan:
                 model = open_version(self.registry, name, version)
             runtime, why = self._choose(info, model, reference, wanted, kept)
-        check = runtime.predict(reference)
-        if len(check.predicted) != len(reference):
-            raise RuntimeError(f"model '{name}' version {info.version}: failed its load check")
+        if len(reference):  # a model logged without an input example has no rows to check
+            check = runtime.predict(reference)
+            if len(check.predicted) != len(reference):
+                raise RuntimeError(
+                    f"model '{name}' version {info.version}: failed its load check")
         seconds = time.perf_counter() - start
         log.info("loaded %s version %s in %.2f s: %s", name, info.version, seconds, why)
         return ServedModel(name, info.version, signature, runtime, seconds, info.aliases, why)

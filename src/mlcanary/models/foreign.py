@@ -1,0 +1,161 @@
+"""A model mlcanary did not train: a scikit-learn model someone logged with plain MLflow.
+
+Any MLflow model directory (an ``MLmodel`` file) without mlcanary's ``mlcanary/`` bundle.
+What it accepts comes from the signature MLflow logged with it (``signature=`` of
+``log_model``, e.g. from ``mlflow.models.infer_signature``); whether it classifies, and
+its classes, from the loaded model (``predict_proba`` and ``classes_``). It answers with
+its own ``predict`` (and ``predict_proba``), so what it serves is what it was logged to
+do. The rows it must answer at load are the input example MLflow saved with it, if any.
+
+Not yet: other flavours (XGBoost, LightGBM, ONNX, generic ``python_function``), tensor
+signatures, and a reference profile for drift (until one is attached, the monitor does
+not analyse its drift).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcanary.errors import InvalidInput
+from mlcanary.models.runtime import Prediction, Rows, Runtime, class_labels
+from mlcanary.signature import ColumnSpec, Signature
+from mlcanary.types import ColumnKind
+
+KINDS: dict[str, ColumnKind] = {
+    "double": "numeric", "float": "numeric", "long": "integer", "integer": "integer",
+    "boolean": "boolean", "string": "categorical", "datetime": "datetime",
+}
+"""MLflow column types and how mlcanary reads them."""
+HOW_TO_SIGN = ("log it with one: mlflow.sklearn.log_model(model, name=..., "
+               "signature=mlflow.models.infer_signature(X, model.predict(X)))")
+
+
+class MlflowModel:
+    """A scikit-learn model (pipelines included) logged by MLflow with a column signature."""
+
+    flavor = "MLflow scikit-learn model with a signature (an MLmodel file)"
+
+    def __init__(self, signature: Signature, model: Any, example: pd.DataFrame) -> None:
+        self.signature = signature
+        self.pipeline = None  # its own predict serves: the fast runtimes read mlcanary's plans
+        self._model = model
+        self._example = example
+
+    @staticmethod
+    def recognises(root: Path) -> bool:
+        return (root / "MLmodel").is_file()
+
+    @classmethod
+    def open(cls, root: Path, predictor: bool = True) -> MlflowModel:
+        """Read the signature and load the model (also without ``predictor``: its classes
+        come from it), refusing what cannot be served, in words that say why."""
+        from mlflow.models import Model
+
+        described = Model.load(str(root))
+        if "sklearn" not in described.flavors:
+            flavors = ", ".join(sorted(described.flavors)) or "none"
+            raise InvalidInput(f"an MLflow model of flavour(s) {flavors}: not served yet; "
+                               "expected a scikit-learn model (flavour sklearn)")
+        schema = described.get_input_schema()  # type: ignore[no-untyped-call]
+        if schema is None:
+            raise InvalidInput(f"an MLflow model without a signature; {HOW_TO_SIGN}")
+        if schema.is_tensor_spec():
+            raise InvalidInput("an MLflow model with a tensor signature: not served yet; "
+                               "expected a column signature (a DataFrame at log time)")
+        columns = [_column(spec.to_dict()) for spec in schema.inputs]
+        model = _load(root)
+        classes = getattr(model, "classes_", None)
+        classifies = hasattr(model, "predict_proba") and classes is not None
+        signature = Signature(
+            columns, target="target", task="classification" if classifies else "regression",
+            classes=np.asarray(classes).tolist() if classifies else None)
+        example = _example(described, root, signature)
+        return cls(signature, model if predictor else None, example)
+
+    def native(self) -> Runtime:
+        if self._model is None:
+            raise ValueError("opened without its predictor (predictor=False)")
+        return MlflowRuntime(self._model, self.signature)
+
+    def sample(self) -> pd.DataFrame:
+        return self._example
+
+    def reference(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=[c.name for c in self.signature.columns])
+
+    def importance(self) -> dict[str, float]:
+        return {}
+
+    def baseline(self) -> dict[str, float]:
+        return {}
+
+
+class MlflowRuntime:
+    """The model's own ``predict`` (and ``predict_proba``) on the validated columns."""
+
+    kind = "native"
+
+    def __init__(self, model: Any, signature: Signature) -> None:
+        self.model = model
+        self.names = [c.name for c in signature.columns]
+        self.classes = class_labels(signature)
+
+    def predict(self, rows: Rows) -> Prediction:
+        frame = _plain(pd.DataFrame(rows, copy=False)[self.names])
+        predicted = np.asarray(self.model.predict(frame))
+        if self.classes is None:
+            return Prediction(predicted.astype(np.float64), None)
+        proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+        return Prediction(predicted, proba)
+
+
+def _column(spec: dict[str, Any]) -> ColumnSpec:
+    name, kind = spec.get("name"), KINDS.get(str(spec.get("type")))
+    if not name:
+        raise InvalidInput("an MLflow signature with an unnamed column; expected named "
+                           "columns (log it with a DataFrame)")
+    if kind is None:
+        raise InvalidInput(f"signature column '{name}': type {spec.get('type')!r} is not "
+                           f"served yet; expected one of {', '.join(KINDS)}")
+    return ColumnSpec(name=str(name), kind=kind, nullable=not spec.get("required", True))
+
+
+def _load(root: Path) -> Any:
+    """The scikit-learn model, in either serialisation MLflow writes (skops or pickle)."""
+    import mlflow.sklearn
+
+    try:
+        return mlflow.sklearn.load_model(str(root))
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(f"loading the model needs the package '{exc.name}', which is not "
+                           f"installed; expected it installed (pip install {exc.name})") from exc
+
+
+def _example(described: Any, root: Path, signature: Signature) -> pd.DataFrame:
+    """The input example saved with the model, in the signature's columns (empty if none)."""
+    names = [c.name for c in signature.columns]
+    if described.saved_input_example_info is None:
+        return pd.DataFrame(columns=names)
+    example = described.load_input_example(str(root))
+    if not isinstance(example, pd.DataFrame) or not set(names) <= set(example.columns):
+        return pd.DataFrame(columns=names)
+    return example[names]
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Validation's nullable columns as the NumPy dtypes a model was fitted on, where no
+    value is missing (``Int64`` -> ``int64``, ``boolean`` -> ``bool``)."""
+    changed: dict[str, Any] = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.Int64Dtype) and not column.isna().any():
+            changed[str(name)] = column.to_numpy(dtype=np.int64)
+        elif isinstance(dtype, pd.BooleanDtype) and not column.isna().any():
+            changed[str(name)] = column.to_numpy(dtype=bool)
+        elif isinstance(dtype, pd.StringDtype):
+            changed[str(name)] = column.to_numpy(dtype=object, na_value=np.nan)
+    return frame.assign(**changed) if changed else frame

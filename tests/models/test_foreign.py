@@ -1,0 +1,170 @@
+"""Serving a scikit-learn model logged with plain MLflow (not trained by mlcanary).
+
+The models are logged and registered by MLflow's own API in the test, in both
+serialisations MLflow writes (skops, its default, and cloudpickle); a real server answers
+``tritonclient.http`` in JSON and binary, and its answers must equal the model's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+
+from mlcanary.config import Settings
+from mlcanary.errors import InvalidInput
+from mlcanary.models.adapter import open_version
+from mlcanary.models.foreign import MlflowModel
+from mlcanary.monitor.watch import Monitor, WindowPlan
+from mlcanary.registry.versions import ModelRegistry
+from mlcanary.serve.validation import columns_from_frame
+from mlcanary.store.database import Store
+from mlcanary.store.records import PredictionRecord
+from tests.models.plain import fitted_pipeline, log_plain, plain_table
+from tests.serve.conftest import free_port, running_server
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, pd.DataFrame]:
+    home = tmp_path_factory.mktemp("plain") / "home"
+    frame, target = plain_table(600, seed=4)
+    model = fitted_pipeline(frame, target)
+    log_plain(home, "plain", model, frame)  # skops, MLflow's default
+    log_plain(home, "pickled", model, frame, serialization="cloudpickle")
+    log_plain(home, "unsigned", model, frame, signed=False)
+    return home, model, frame
+
+
+def triton_inputs(rows: pd.DataFrame, binary: bool) -> list[Any]:
+    tensors = []
+    for name, kind in (("amount", "FP64"), ("visits", "INT64"), ("plan", "BYTES"),
+                       ("mobile", "BOOL")):
+        values = rows[name].to_numpy()
+        array = (values.astype(object) if kind == "BYTES" else values).reshape(-1)
+        tensor = triton.InferInput(name, [len(rows)], kind)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        tensors.append(tensor)
+    return tensors
+
+
+def test_the_signature_and_classes_come_from_mlflow_and_the_model(
+    home: tuple[Path, Any, pd.DataFrame],
+) -> None:
+    root, model, frame = home
+    opened = open_version(ModelRegistry(Settings(home=root)), "plain", "champion")
+    assert isinstance(opened, MlflowModel)
+    signature = opened.signature
+    assert [(c.name, c.kind, c.datatype) for c in signature.columns] == [
+        ("amount", "numeric", "FP64"), ("visits", "integer", "INT64"),
+        ("plan", "categorical", "BYTES"), ("mobile", "boolean", "BOOL")]
+    assert signature.task == "classification" and signature.classes == [0, 1]
+    assert len(opened.sample()) == 5 and len(opened.reference()) == 0
+    proba = opened.native().predict(frame.head(40)).proba
+    np.testing.assert_allclose(proba, model.predict_proba(frame.head(40)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["plain", "pickled"])
+def test_a_served_plain_model_answers_as_itself_over_tritonclient(
+    home: tuple[Path, Any, pd.DataFrame], name: str,
+) -> None:
+    root, model, frame = home
+    rows = frame.sample(25, random_state=1)
+    with running_server(root, [name]) as server:
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        for binary in (False, True):
+            outputs = [triton.InferRequestedOutput(n, binary_data=binary)
+                       for n in ("predict", "probabilities")]
+            result = client.infer(name, triton_inputs(rows, binary), outputs=outputs)
+            np.testing.assert_allclose(result.as_numpy("probabilities"),
+                                       model.predict_proba(rows), rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(rows))
+        meta = client.get_model_metadata(name)
+        assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+            ("amount", "FP64"), ("visits", "INT64"), ("plan", "BYTES"), ("mobile", "BOOL")]
+        with pytest.raises(triton.InferenceServerException, match="visits"):
+            client.infer(name, triton_inputs(rows, False)[:1] + triton_inputs(rows, False)[2:])
+
+
+def test_a_model_without_a_signature_is_refused_saying_how_to_log_one(
+    home: tuple[Path, Any, pd.DataFrame],
+) -> None:
+    root, _, _ = home
+    with pytest.raises(InvalidInput, match=r"model 'unsigned' version 1: an MLflow model "
+                                           r"without a signature; log it with one: .*"
+                                           r"infer_signature"):
+        open_version(ModelRegistry(Settings(home=root)), "unsigned", 1)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlcanary", "serve", "unsigned", "--port", str(free_port())],
+        env={**os.environ, "MLCANARY_HOME": str(root)}, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "without a signature" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_flavour_not_served_yet_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: x\n")
+    with pytest.raises(InvalidInput, match=r"model 'm': an MLflow model of flavour\(s\) "
+                                           r"python_function: not served yet"):
+        from mlcanary.models.adapter import open_model
+
+        open_model(tmp_path, "model 'm'")
+
+
+def test_a_model_whose_loader_needs_a_missing_package_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "code"
+    package.mkdir()
+    (package / "team_models.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n\n\n"
+        "class TeamClassifier(LogisticRegression):\n    pass\n")
+    monkeypatch.syspath_prepend(str(package))
+    from team_models import TeamClassifier  # type: ignore[import-not-found]
+
+    frame, target = plain_table(200, seed=6)
+    numbers = frame[["amount", "visits"]]
+    model = TeamClassifier().fit(numbers, target)
+    log_plain(tmp_path / "home", "team", model, numbers, serialization="cloudpickle")
+    done = subprocess.run(  # a server without the team's package on its path
+        [sys.executable, "-m", "mlcanary", "serve", "team", "--port", str(free_port())],
+        env={**os.environ, "MLCANARY_HOME": str(tmp_path / "home")}, capture_output=True,
+        text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "needs the package 'team_models', which is not installed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_monitor_skips_the_drift_of_a_version_without_a_reference_and_says_so_once(
+    home: tuple[Path, Any, pd.DataFrame], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root, _, frame = home
+    registry = ModelRegistry(Settings(home=root))
+    opened = open_version(registry, "plain", 1)
+    rows = frame.head(600)
+    columns = columns_from_frame(rows, opened.signature, "missing")
+    prediction = opened.native().predict(columns)
+    t0 = 1_800_000_000.0
+    records = [PredictionRecord(f"r{k}", t0 + k, "plain", 1,
+                                {n: v[k:k + 1] for n, v in columns.items()},
+                                prediction.predicted[k:k + 1], prediction.proba[k:k + 1],
+                                opened.signature.classes, 1.0)
+               for k in range(len(rows))]
+    plan = WindowPlan(rows=200, seconds=600, min_rows=100, settle_seconds=2)
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.write_predictions(records)
+        monitor = Monitor(store, registry, ["plain"], plan=plan)
+        with caplog.at_level(logging.WARNING, logger="mlcanary.monitor.watch"):
+            assert monitor.tick(now=t0 + 5000) == []
+            assert monitor.tick(now=t0 + 6000) == []
+        said = [r.getMessage() for r in caplog.records if "no reference sample" in r.getMessage()]
+        assert said == ["monitor: plain v1 has no reference sample (a model mlcanary did not "
+                        "train); its drift is not analysed"]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
