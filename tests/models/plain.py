@@ -63,10 +63,12 @@ def tracking(home: Path) -> Iterator[str]:
 
 def log_plain(home: Path, name: str, model: Any, frame: pd.DataFrame, *,
               serialization: str | None = None, signed: bool = True,
-              champion: bool = True) -> int:
-    """Log and register ``model`` as plain MLflow code would; return its version."""
+              champion: bool = True, flavour: str = "sklearn") -> int:
+    """Log and register ``model`` as plain MLflow code would (``mlflow.<flavour>``); return
+    its version."""
+    import importlib
+
     import mlflow
-    import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
@@ -82,7 +84,8 @@ def log_plain(home: Path, name: str, model: Any, frame: pd.DataFrame, *,
         if serialization is not None:
             options["serialization_format"] = serialization
         with mlflow.start_run(experiment_id=experiment_id) as run:
-            info = mlflow.sklearn.log_model(model, name="model", **options)
+            flavoured = importlib.import_module(f"mlflow.{flavour}")
+            info = flavoured.log_model(model, name="model", **options)
         # By the client, not log_model's registered_model_name: that registers in the
         # default registry (./mlflow.db), whatever set_registry_uri says.
         if not client.search_registered_models(f"name = '{name}'"):

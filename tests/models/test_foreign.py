@@ -40,13 +40,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, pd.DataFr
     log_plain(home, "plain", model, frame)  # skops, MLflow's default
     log_plain(home, "pickled", model, frame, serialization="cloudpickle")
     log_plain(home, "unsigned", model, frame, signed=False)
-    return home, model, frame
+    from lightgbm import LGBMClassifier
+
+    numbers = frame[["amount", "visits"]]
+    boosted = LGBMClassifier(n_estimators=20, verbose=-1).fit(numbers, target)
+    log_plain(home, "boosted", boosted, numbers, flavour="lightgbm")
+    return home, {"plain": model, "pickled": model, "boosted": boosted}, frame
+
+
+KINDS = {"amount": "FP64", "visits": "INT64", "plan": "BYTES", "mobile": "BOOL"}
 
 
 def triton_inputs(rows: pd.DataFrame, binary: bool) -> list[Any]:
     tensors = []
-    for name, kind in (("amount", "FP64"), ("visits", "INT64"), ("plan", "BYTES"),
-                       ("mobile", "BOOL")):
+    for name, kind in ((n, KINDS[n]) for n in rows.columns):
         values = rows[name].to_numpy()
         array = (values.astype(object) if kind == "BYTES" else values).reshape(-1)
         tensor = triton.InferInput(name, [len(rows)], kind)
@@ -56,9 +63,10 @@ def triton_inputs(rows: pd.DataFrame, binary: bool) -> list[Any]:
 
 
 def test_the_signature_and_classes_come_from_mlflow_and_the_model(
-    home: tuple[Path, Any, pd.DataFrame],
+    home: tuple[Path, dict[str, Any], pd.DataFrame],
 ) -> None:
-    root, model, frame = home
+    root, models, frame = home
+    model = models["plain"]
     opened = open_version(ModelRegistry(Settings(home=root)), "plain", "champion")
     assert isinstance(opened, MlflowModel)
     signature = opened.signature
@@ -71,12 +79,15 @@ def test_the_signature_and_classes_come_from_mlflow_and_the_model(
     np.testing.assert_allclose(proba, model.predict_proba(frame.head(40)), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["plain", "pickled"])
+@pytest.mark.parametrize("name", ["plain", "pickled", "boosted"])
 def test_a_served_plain_model_answers_as_itself_over_tritonclient(
-    home: tuple[Path, Any, pd.DataFrame], name: str,
+    home: tuple[Path, dict[str, Any], pd.DataFrame], name: str,
 ) -> None:
-    root, model, frame = home
+    root, models, frame = home
+    model = models[name]
     rows = frame.sample(25, random_state=1)
+    if name == "boosted":
+        rows = rows[["amount", "visits"]]
     with running_server(root, [name]) as server:
         client = triton.InferenceServerClient(server.url.removeprefix("http://"))
         for binary in (False, True):
@@ -88,13 +99,13 @@ def test_a_served_plain_model_answers_as_itself_over_tritonclient(
             np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(rows))
         meta = client.get_model_metadata(name)
         assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
-            ("amount", "FP64"), ("visits", "INT64"), ("plan", "BYTES"), ("mobile", "BOOL")]
+            (n, KINDS[n]) for n in rows.columns]
         with pytest.raises(triton.InferenceServerException, match="visits"):
-            client.infer(name, triton_inputs(rows, False)[:1] + triton_inputs(rows, False)[2:])
+            client.infer(name, triton_inputs(rows.drop(columns="visits"), False))
 
 
 def test_a_model_without_a_signature_is_refused_saying_how_to_log_one(
-    home: tuple[Path, Any, pd.DataFrame],
+    home: tuple[Path, dict[str, Any], pd.DataFrame],
 ) -> None:
     root, _, _ = home
     with pytest.raises(InvalidInput, match=r"model 'unsigned' version 1: an MLflow model "
@@ -107,6 +118,20 @@ def test_a_model_without_a_signature_is_refused_saying_how_to_log_one(
         timeout=120)
     assert done.returncode == 2, done.stderr
     assert "without a signature" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_lightgbm_booster_without_the_scikit_learn_api_is_refused(tmp_path: Path) -> None:
+    import lightgbm
+
+    frame, target = plain_table(200, seed=7)
+    numbers = frame[["amount", "visits"]].astype(float)
+    booster = lightgbm.train({"objective": "binary", "verbose": -1},
+                             lightgbm.Dataset(numbers, target), num_boost_round=5)
+    log_plain(tmp_path / "home", "booster", booster, numbers, flavour="lightgbm")
+    with pytest.raises(InvalidInput, match=r"model 'booster' version 1: a Booster \(flavour "
+                                           r"lightgbm\): not served yet; expected a model "
+                                           r"with the scikit-learn API"):
+        open_version(ModelRegistry(Settings(home=tmp_path / "home")), "booster", 1)
 
 
 def test_a_flavour_not_served_yet_is_refused_naming_it(tmp_path: Path) -> None:
@@ -143,7 +168,8 @@ def test_a_model_whose_loader_needs_a_missing_package_is_refused_naming_it(
 
 
 def test_the_monitor_skips_the_drift_of_a_version_without_a_reference_and_says_so_once(
-    home: tuple[Path, Any, pd.DataFrame], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    home: tuple[Path, dict[str, Any], pd.DataFrame], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     root, _, frame = home
     registry = ModelRegistry(Settings(home=root))

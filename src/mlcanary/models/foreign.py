@@ -1,4 +1,4 @@
-"""A model mlcanary did not train: a scikit-learn model someone logged with plain MLflow.
+"""A model mlcanary did not train: a scikit-learn or LightGBM model logged with plain MLflow.
 
 Any MLflow model directory (an ``MLmodel`` file) without mlcanary's ``mlcanary/`` bundle.
 What it accepts comes from the signature MLflow logged with it (``signature=`` of
@@ -7,13 +7,14 @@ its classes, from the loaded model (``predict_proba`` and ``classes_``). It answ
 its own ``predict`` (and ``predict_proba``), so what it serves is what it was logged to
 do. The rows it must answer at load are the input example MLflow saved with it, if any.
 
-Not yet: other flavours (XGBoost, LightGBM, ONNX, generic ``python_function``), tensor
+Not yet: other flavours (XGBoost, ONNX, generic ``python_function``), tensor
 signatures, and a reference profile for drift (until one is attached, the monitor does
 not analyse its drift).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,17 @@ KINDS: dict[str, ColumnKind] = {
     "boolean": "boolean", "string": "categorical", "datetime": "datetime",
 }
 """MLflow column types and how mlcanary reads them."""
+LOADERS = {"sklearn": "mlflow.sklearn", "lightgbm": "mlflow.lightgbm"}
+"""The flavours served, and the MLflow module that loads each (the first a model has)."""
 HOW_TO_SIGN = ("log it with one: mlflow.sklearn.log_model(model, name=..., "
                "signature=mlflow.models.infer_signature(X, model.predict(X)))")
 
 
 class MlflowModel:
-    """A scikit-learn model (pipelines included) logged by MLflow with a column signature."""
+    """A scikit-learn model (pipelines included) or a LightGBM one with the scikit-learn
+    API, logged by MLflow with a column signature."""
 
-    flavor = "MLflow scikit-learn model with a signature (an MLmodel file)"
+    flavor = "MLflow scikit-learn or LightGBM model with a signature (an MLmodel file)"
 
     def __init__(self, signature: Signature, model: Any, example: pd.DataFrame) -> None:
         self.signature = signature
@@ -56,10 +60,11 @@ class MlflowModel:
         from mlflow.models import Model
 
         described = Model.load(str(root))
-        if "sklearn" not in described.flavors:
+        flavour = next((f for f in LOADERS if f in described.flavors), None)
+        if flavour is None:
             flavors = ", ".join(sorted(described.flavors)) or "none"
             raise InvalidInput(f"an MLflow model of flavour(s) {flavors}: not served yet; "
-                               "expected a scikit-learn model (flavour sklearn)")
+                               f"expected one of: {', '.join(LOADERS)}")
         schema = described.get_input_schema()  # type: ignore[no-untyped-call]
         if schema is None:
             raise InvalidInput(f"an MLflow model without a signature; {HOW_TO_SIGN}")
@@ -67,7 +72,11 @@ class MlflowModel:
             raise InvalidInput("an MLflow model with a tensor signature: not served yet; "
                                "expected a column signature (a DataFrame at log time)")
         columns = [_column(spec.to_dict()) for spec in schema.inputs]
-        model = _load(root)
+        model = _load(root, flavour)
+        if not hasattr(model, "get_params"):  # e.g. a LightGBM Booster, not its sklearn API
+            raise InvalidInput(f"a {type(model).__name__} (flavour {flavour}): not served "
+                               "yet; expected a model with the scikit-learn API (for "
+                               "LightGBM: LGBMClassifier or LGBMRegressor)")
         classes = getattr(model, "classes_", None)
         classifies = hasattr(model, "predict_proba") and classes is not None
         signature = Signature(
@@ -124,12 +133,11 @@ def _column(spec: dict[str, Any]) -> ColumnSpec:
     return ColumnSpec(name=str(name), kind=kind, nullable=not spec.get("required", True))
 
 
-def _load(root: Path) -> Any:
-    """The scikit-learn model, in either serialisation MLflow writes (skops or pickle)."""
-    import mlflow.sklearn
-
+def _load(root: Path, flavour: str) -> Any:
+    """The model by its flavour's loader (scikit-learn: skops or pickle, as MLflow wrote)."""
+    loader = importlib.import_module(LOADERS[flavour])
     try:
-        return mlflow.sklearn.load_model(str(root))
+        return loader.load_model(str(root))
     except ModuleNotFoundError as exc:
         raise InvalidInput(f"loading the model needs the package '{exc.name}', which is not "
                            f"installed; expected it installed (pip install {exc.name})") from exc
