@@ -227,6 +227,36 @@ def predict(
 
 
 @app.command()
+def reference(
+    name: str = typer.Argument(..., help="Registered model name."),
+    data: Path = typer.Argument(
+        ..., help="CSV, TSV or Parquet file with the model's input columns (held-out rows)."),
+    version: str = typer.Option("champion", help="Version number or alias."),
+    target: str | None = typer.Option(
+        None, "--target", help="Label column: adds baseline metrics and importances."),
+    rows: int = typer.Option(5000, "--rows", min=100, help="Rows kept in the sample."),
+) -> None:
+    """Attach a reference profile to a version mlcanary did not train, so that its drift
+    (and, with --target, its quality) is monitored."""
+    from mlcanary.config import Settings
+    from mlcanary.models.attach import attach_reference
+    from mlcanary.progress import Steps
+    from mlcanary.registry.versions import ModelRegistry
+    from mlcanary.train.data import read_table
+
+    settings = Settings()
+    frame = read_table(data)
+    steps = Steps(err)
+    with steps.running(), steps.stage(f"profiling {len(frame):,} rows of {data.name}", 1) as done:
+        kept = attach_reference(ModelRegistry(settings), name, version, frame, target=target,
+                                rows=rows, seed=settings.seed, advance=done)
+    metrics = ", ".join(f"{k} {m:.3f} (± {s:.3f})" for k, (m, s) in kept.metrics.items())
+    out.print(f"attached a reference of {kept.sample_rows:,} of {kept.rows:,} rows to {name} "
+              f"version {kept.info.version}" + (f"; on these rows: {metrics}" if metrics else
+                                                "; no --target: drift only"))
+
+
+@app.command()
 def feedback(
     name: str = typer.Argument(..., help="Model the predictions were made by."),
     data: Path = typer.Argument(

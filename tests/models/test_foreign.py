@@ -22,14 +22,15 @@ import tritonclient.http as triton
 from mlcanary.config import Settings
 from mlcanary.errors import InvalidInput
 from mlcanary.models.adapter import open_version
+from mlcanary.models.attach import attach_reference
 from mlcanary.models.foreign import MlflowModel
-from mlcanary.monitor.watch import Monitor, WindowPlan
+from mlcanary.monitor.watch import Monitor, WindowPlan, load_facts
 from mlcanary.registry.versions import ModelRegistry
 from mlcanary.serve.validation import columns_from_frame
 from mlcanary.store.database import Store
 from mlcanary.store.records import PredictionRecord
 from tests.models.plain import fitted_pipeline, log_plain, plain_table
-from tests.serve.conftest import free_port, running_server
+from tests.serve.conftest import free_port, registered_churn, running_server
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, pd.DataFr
     log_plain(home, "plain", model, frame)  # skops, MLflow's default
     log_plain(home, "pickled", model, frame, serialization="cloudpickle")
     log_plain(home, "unsigned", model, frame, signed=False)
+    log_plain(home, "referenced", model, frame)
+    frame.assign(churned=target).to_csv(home.parent / "held_out.csv", index=False)
     from lightgbm import LGBMClassifier
 
     numbers = frame[["amount", "visits"]]
@@ -192,5 +195,82 @@ def test_the_monitor_skips_the_drift_of_a_version_without_a_reference_and_says_s
             assert monitor.tick(now=t0 + 6000) == []
         said = [r.getMessage() for r in caplog.records if "no reference sample" in r.getMessage()]
         assert said == ["monitor: plain v1 has no reference sample (a model mlcanary did not "
-                        "train); its drift is not analysed"]
+                        "train); its drift is not analysed until one is attached: mlcanary "
+                        "reference plain DATA --version 1"]
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def mlcanary(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlcanary", *args],
+                          env={**os.environ, "MLCANARY_HOME": str(root)}, capture_output=True,
+                          text=True, timeout=300, cwd=root.parent)
+
+
+def test_mlcanary_reference_attaches_what_the_monitor_and_quality_gates_read(
+    home: tuple[Path, dict[str, Any], pd.DataFrame], tmp_path: Path,
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    root, models, frame = home
+    done = mlcanary(root, "reference", "referenced", "held_out.csv", "--target", "churned",
+                    "--rows", "400")
+    assert done.returncode == 0, done.stderr
+    assert "attached a reference of 400 of 600 rows to referenced version 1" in done.stdout
+    registry = ModelRegistry(Settings(home=root))
+    facts = load_facts(registry, "referenced", 1)
+    assert facts.reference is not None
+    held = pd.read_csv(root.parent / "held_out.csv")
+    expected = roc_auc_score(held["churned"], models["plain"].predict_proba(frame)[:, 1])
+    assert facts.baseline["roc_auc"] == pytest.approx(expected, abs=1e-9)
+    importance = open_version(registry, "referenced", 1, predictor=False).importance()
+    assert set(importance) == {"amount", "visits", "plan", "mobile"}
+    assert sum(importance.values()) == pytest.approx(1.0)
+    assert all(share > 0 for share in importance.values())  # the label depends on each
+    sample = open_version(registry, "referenced", 1, predictor=False).reference()
+    assert len(sample) == 400 and {"__score__0", "__score__1"} <= set(sample.columns)
+
+    # The monitor now analyses this version's windows: a tripled amount is flagged.
+    opened = open_version(registry, "referenced", 1)
+    shifted = frame.assign(amount=frame.amount * 3)
+    columns = columns_from_frame(shifted, opened.signature, "missing")
+    prediction = opened.native().predict(columns)
+    t0 = 1_800_000_000.0
+    records = [PredictionRecord(f"s{k}", t0 + k, "referenced", 1,
+                                {n: v[k:k + 1] for n, v in columns.items()},
+                                prediction.predicted[k:k + 1], prediction.proba[k:k + 1],
+                                opened.signature.classes, 1.0)
+               for k in range(len(shifted))]
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        store.write_predictions(records)
+        monitor = Monitor(store, registry, ["referenced"],
+                          plan=WindowPlan(rows=300, seconds=600, min_rows=100, settle_seconds=2))
+        drift = [s for s in monitor.tick(now=t0 + 5000) if s.kind == "drift"]
+    assert len(drift) == 2 and all(s.flagged for s in drift)
+    assert all("amount" in s.payload["drifted_columns"] for s in drift)
+
+
+def test_mlcanary_reference_refuses_bad_input_naming_it(
+    home: tuple[Path, dict[str, Any], pd.DataFrame],
+) -> None:
+    root, _, frame = home
+    held = root.parent
+    frame.drop(columns="mobile").to_csv(held / "no_mobile.csv", index=False)
+    frame.assign(churned="maybe").to_csv(held / "bad_labels.csv", index=False)
+    cases = [
+        (("no_mobile.csv",), "data: missing columns ['mobile']"),
+        (("held_out.csv", "--target", "label"), "--target: no column 'label' in the data"),
+        (("bad_labels.csv", "--target", "churned"),
+         "--target: labels ['maybe'] are not among the model's classes"),
+        (("held_out.csv", "--version", "9"), "'referenced'"),
+    ]
+    for args, message in cases:
+        done = mlcanary(root, "reference", "referenced", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_a_version_mlcanary_trained_keeps_its_own_reference(tmp_path: Path) -> None:
+    home = registered_churn(tmp_path, rows=300, seed=8)
+    with pytest.raises(InvalidInput, match=r"model 'churn' version 1: trained by mlcanary"):
+        attach_reference(ModelRegistry(Settings(home=home)), "churn", 1, pd.DataFrame())

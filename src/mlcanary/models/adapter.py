@@ -15,13 +15,14 @@ scikit-learn model logged by plain MLflow the second (``models/foreign.py``).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
 from mlcanary.errors import InvalidInput
-from mlcanary.models.foreign import MlflowModel
+from mlcanary.models.foreign import REFERENCE_FOLDER, MlflowModel
 from mlcanary.models.runtime import Runtime
 from mlcanary.models.tabular import TabularModel
 from mlcanary.registry.versions import ModelRegistry
@@ -66,14 +67,16 @@ class AdapterType(Protocol):
     def recognises(root: Path) -> bool: ...
 
     @classmethod
-    def open(cls, root: Path, predictor: bool = True) -> ModelAdapter: ...
+    def open(cls, root: Path, predictor: bool = True,
+             attached: Callable[[], Path | None] | None = None) -> ModelAdapter: ...
 
 
 ADAPTERS: list[AdapterType] = [TabularModel, MlflowModel]
 """Every model adapter, in the order they are tried."""
 
 
-def open_model(root: Path, where: str = "model", predictor: bool = True) -> ModelAdapter:
+def open_model(root: Path, where: str = "model", predictor: bool = True,
+               attached: Callable[[], Path | None] | None = None) -> ModelAdapter:
     """The model in a downloaded MLflow model directory, by the first adapter that knows it.
 
     Everything an adapter needs is read here, so the directory may be deleted after.
@@ -83,7 +86,7 @@ def open_model(root: Path, where: str = "model", predictor: bool = True) -> Mode
     for adapter in ADAPTERS:
         if adapter.recognises(root):
             try:
-                return adapter.open(root, predictor)
+                return adapter.open(root, predictor, attached)
             except InvalidInput as exc:
                 raise InvalidInput(f"{where}: {exc}") from exc
     flavors = ", ".join(a.flavor for a in ADAPTERS)
@@ -96,4 +99,10 @@ def open_version(
     """Download one registered version, open it, delete the download."""
     with tempfile.TemporaryDirectory(prefix=f"mlcanary-{name}-v{version}-") as tmp:
         root = registry.download(name, version, Path(tmp))
-        return open_model(root, f"model '{name}' version {version}", predictor)
+
+        def attached() -> Path | None:  # asked only by an adapter that reads one
+            (Path(tmp) / "attached").mkdir()
+            return registry.kept(registry.version(name, version), REFERENCE_FOLDER,
+                                 Path(tmp) / "attached")
+
+        return open_model(root, f"model '{name}' version {version}", predictor, attached)

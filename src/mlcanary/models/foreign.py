@@ -7,14 +7,16 @@ its classes, from the loaded model (``predict_proba`` and ``classes_``). It answ
 its own ``predict`` (and ``predict_proba``), so what it serves is what it was logged to
 do. The rows it must answer at load are the input example MLflow saved with it, if any.
 
-Not yet: other flavours (XGBoost, ONNX, generic ``python_function``), tensor
-signatures, and a reference profile for drift (until one is attached, the monitor does
-not analyse its drift).
+Its reference sample, importances and baseline metrics are what ``mlcanary reference``
+attached (``models/attach.py``); until then the monitor does not analyse its drift.
+Not yet: other flavours (XGBoost, ONNX, generic ``python_function``) and tensor signatures.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ KINDS: dict[str, ColumnKind] = {
 """MLflow column types and how mlcanary reads them."""
 LOADERS = {"sklearn": "mlflow.sklearn", "lightgbm": "mlflow.lightgbm"}
 """The flavours served, and the MLflow module that loads each (the first a model has)."""
+REFERENCE_FOLDER = "mlcanary-reference"
+"""Where ``mlcanary reference`` keeps a version's reference, in its run's artifacts."""
 HOW_TO_SIGN = ("log it with one: mlflow.sklearn.log_model(model, name=..., "
                "signature=mlflow.models.infer_signature(X, model.predict(X)))")
 
@@ -43,20 +47,31 @@ class MlflowModel:
 
     flavor = "MLflow scikit-learn or LightGBM model with a signature (an MLmodel file)"
 
-    def __init__(self, signature: Signature, model: Any, example: pd.DataFrame) -> None:
+    def __init__(self, signature: Signature, model: Any, example: pd.DataFrame,
+                 attached: Path | None = None) -> None:
         self.signature = signature
         self.pipeline = None  # its own predict serves: the fast runtimes read mlcanary's plans
         self._model = model
         self._example = example
+        names = [c.name for c in signature.columns]
+        self._reference = pd.DataFrame(columns=names)
+        self._profile: dict[str, Any] = {}
+        self._metrics: dict[str, Any] = {}
+        if attached is not None:  # what `mlcanary reference` kept (models/attach.py)
+            self._reference = pd.read_parquet(attached / "reference.parquet")
+            self._profile = json.loads((attached / "profile.json").read_text())
+            self._metrics = json.loads((attached / "metrics.json").read_text())
 
     @staticmethod
     def recognises(root: Path) -> bool:
         return (root / "MLmodel").is_file()
 
     @classmethod
-    def open(cls, root: Path, predictor: bool = True) -> MlflowModel:
+    def open(cls, root: Path, predictor: bool = True,
+             attached: Callable[[], Path | None] | None = None) -> MlflowModel:
         """Read the signature and load the model (also without ``predictor``: its classes
-        come from it), refusing what cannot be served, in words that say why."""
+        come from it), refusing what cannot be served, in words that say why; ``attached``
+        fetches the reference ``mlcanary reference`` kept with the version, if any."""
         from mlflow.models import Model
 
         described = Model.load(str(root))
@@ -83,7 +98,8 @@ class MlflowModel:
             columns, target="target", task="classification" if classifies else "regression",
             classes=np.asarray(classes).tolist() if classifies else None)
         example = _example(described, root, signature)
-        return cls(signature, model if predictor else None, example)
+        return cls(signature, model if predictor else None, example,
+                   attached() if attached is not None else None)
 
     def native(self) -> Runtime:
         if self._model is None:
@@ -94,13 +110,13 @@ class MlflowModel:
         return self._example
 
     def reference(self) -> pd.DataFrame:
-        return pd.DataFrame(columns=[c.name for c in self.signature.columns])
+        return self._reference
 
     def importance(self) -> dict[str, float]:
-        return {}
+        return {k: float(v) for k, v in self._profile.get("importance", {}).items()}
 
     def baseline(self) -> dict[str, float]:
-        return {}
+        return {k: float(v["mean"]) for k, v in self._metrics.get("model", {}).items()}
 
 
 class MlflowRuntime:

@@ -8,6 +8,7 @@ importance) and ``metrics.json`` (cross-validated metrics), all read when it is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ class TabularModel:
         return (root / BUNDLE_DIR / "signature.json").is_file()
 
     @classmethod
-    def open(cls, root: Path, predictor: bool = True) -> TabularModel:
+    def open(cls, root: Path, predictor: bool = True,
+             attached: Callable[[], Path | None] | None = None) -> TabularModel:
+        """``attached`` is not asked: the bundle holds the reference training made."""
         bundle = root / BUNDLE_DIR
         signature = Signature.from_dict(json.loads((bundle / "signature.json").read_text()))
         pipeline = None

@@ -58,6 +58,10 @@ class WindowPlan:
     """Windows analysed per group and tick; None: all of them."""
 
 
+RECHECK_SECONDS = 60.0
+"""How often the facts of a version without a reference sample are read again."""
+
+
 @dataclass(frozen=True)
 class VersionFacts:
     """What the monitor needs of a model version, loaded once."""
@@ -99,6 +103,7 @@ class Monitor:
         """Per model: no group has unanalysed rows older than this."""
         self._told: set[tuple[str, int]] = set()
         """Versions without a reference sample, said once."""
+        self._read_at: dict[tuple[str, int], float] = {}
         self._performed: dict[tuple[str, str, int], str] = {}
         """Per (model, variant, version): the ``label_marks`` its last performance read."""
 
@@ -270,18 +275,30 @@ class Monitor:
     # -- versions ----------------------------------------------------------------------------
 
     def facts(self, name: str, version: int) -> VersionFacts:
-        """The version's signature, drift reference and CV baseline (cached)."""
+        """The version's signature, drift reference and CV baseline (cached; a version
+        without a reference is read again every ``RECHECK_SECONDS``, as one may be
+        attached to it meanwhile with ``mlcanary reference``)."""
         key = (name, version)
-        if key not in self._facts:
+        cached = self._facts.get(key)
+        if cached is not None and cached.reference is None and \
+                time.monotonic() - self._read_at.get(key, 0.0) > RECHECK_SECONDS:
+            cached = None
+        if cached is None:
             loaded = self._load(name, version) if self._load else None
-            self._facts[key] = loaded or load_facts(self.registry, name, version)
-        return self._facts[key]
+            cached = self._facts[key] = loaded or load_facts(self.registry, name, version)
+            self._read_at[key] = time.monotonic()
+            if cached.reference is not None and key in self._told:
+                self._told.discard(key)
+                log.info("monitor: %s v%s has a reference sample now; analysing its drift",
+                         name, version)
+        return cached
 
     def _unreferenced(self, name: str, version: int) -> None:
         if (name, version) not in self._told:
             self._told.add((name, version))
             log.warning("monitor: %s v%s has no reference sample (a model mlcanary did not "
-                        "train); its drift is not analysed", name, version)
+                        "train); its drift is not analysed until one is attached: mlcanary "
+                        "reference %s DATA --version %s", name, version, name, version)
 
     # -- loop --------------------------------------------------------------------------------
 
