@@ -20,7 +20,7 @@ import pytest
 import tritonclient.http as triton
 
 from mlcanary.config import Settings
-from mlcanary.errors import InvalidInput
+from mlcanary.errors import InvalidInput, NotFound
 from mlcanary.models.adapter import open_version
 from mlcanary.models.attach import attach_reference
 from mlcanary.models.foreign import MlflowModel
@@ -253,21 +253,24 @@ def test_mlcanary_reference_refuses_bad_input_naming_it(
     home: tuple[Path, dict[str, Any], pd.DataFrame],
 ) -> None:
     root, _, frame = home
-    held = root.parent
-    frame.drop(columns="mobile").to_csv(held / "no_mobile.csv", index=False)
-    frame.assign(churned="maybe").to_csv(held / "bad_labels.csv", index=False)
+    registry = ModelRegistry(Settings(home=root))
+    labelled = frame.assign(churned=0)
     cases = [
-        (("no_mobile.csv",), "data: missing columns ['mobile']"),
-        (("held_out.csv", "--target", "label"), "--target: no column 'label' in the data"),
-        (("bad_labels.csv", "--target", "churned"),
-         "--target: labels ['maybe'] are not among the model's classes"),
-        (("held_out.csv", "--version", "9"), "'referenced'"),
+        (frame.drop(columns="mobile"), None, r"data: missing columns \['mobile'\]"),
+        (labelled, "label", "--target: no column 'label' in the data"),
+        (frame.assign(churned="maybe"), "churned",
+         r"--target: labels \['maybe'\] are not among the model's classes"),
+        (labelled.assign(churned=np.nan), "churned", "--target: 600 missing value"),
     ]
-    for args, message in cases:
-        done = mlcanary(root, "reference", "referenced", *args)
-        assert done.returncode == 2, (args, done.stderr)
-        assert message in done.stderr, (args, done.stderr)
-        assert "Traceback" not in done.stderr
+    for data, target, message in cases:
+        with pytest.raises(InvalidInput, match=message):
+            attach_reference(registry, "referenced", 1, data, target=target)
+    with pytest.raises(NotFound, match="'referenced'"):
+        attach_reference(registry, "referenced", 9, labelled)
+    frame.drop(columns="mobile").to_csv(root.parent / "no_mobile.csv", index=False)
+    done = mlcanary(root, "reference", "referenced", "no_mobile.csv")  # the CLI: exit 2
+    assert done.returncode == 2, done.stderr
+    assert "data: missing columns ['mobile']" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_version_mlcanary_trained_keeps_its_own_reference(tmp_path: Path) -> None:
