@@ -170,22 +170,28 @@ def test_a_model_whose_loader_needs_a_missing_package_is_refused_naming_it(
     assert "Traceback" not in done.stderr
 
 
+def logged(registry: ModelRegistry, name: str, rows: pd.DataFrame,
+           t0: float) -> list[PredictionRecord]:
+    """One-row requests of version 1 answered a second apart, as the server logs them."""
+    opened = open_version(registry, name, 1)
+    columns = columns_from_frame(rows, opened.signature, "missing")
+    prediction = opened.native().predict(columns)
+    assert prediction.proba is not None
+    return [PredictionRecord(f"{name}-{k}", t0 + k, name, 1,
+                             {n: v[k:k + 1] for n, v in columns.items()},
+                             prediction.predicted[k:k + 1], prediction.proba[k:k + 1],
+                             opened.signature.classes, 1.0)
+            for k in range(len(rows))]
+
+
 def test_the_monitor_skips_the_drift_of_a_version_without_a_reference_and_says_so_once(
     home: tuple[Path, dict[str, Any], pd.DataFrame], tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     root, _, frame = home
     registry = ModelRegistry(Settings(home=root))
-    opened = open_version(registry, "plain", 1)
-    rows = frame.head(600)
-    columns = columns_from_frame(rows, opened.signature, "missing")
-    prediction = opened.native().predict(columns)
     t0 = 1_800_000_000.0
-    records = [PredictionRecord(f"r{k}", t0 + k, "plain", 1,
-                                {n: v[k:k + 1] for n, v in columns.items()},
-                                prediction.predicted[k:k + 1], prediction.proba[k:k + 1],
-                                opened.signature.classes, 1.0)
-               for k in range(len(rows))]
+    records = logged(registry, "plain", frame.head(600), t0)
     plan = WindowPlan(rows=200, seconds=600, min_rows=100, settle_seconds=2)
     with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.write_predictions(records)
@@ -230,16 +236,8 @@ def test_mlcanary_reference_attaches_what_the_monitor_and_quality_gates_read(
     assert len(sample) == 400 and {"__score__0", "__score__1"} <= set(sample.columns)
 
     # The monitor now analyses this version's windows: a tripled amount is flagged.
-    opened = open_version(registry, "referenced", 1)
-    shifted = frame.assign(amount=frame.amount * 3)
-    columns = columns_from_frame(shifted, opened.signature, "missing")
-    prediction = opened.native().predict(columns)
     t0 = 1_800_000_000.0
-    records = [PredictionRecord(f"s{k}", t0 + k, "referenced", 1,
-                                {n: v[k:k + 1] for n, v in columns.items()},
-                                prediction.predicted[k:k + 1], prediction.proba[k:k + 1],
-                                opened.signature.classes, 1.0)
-               for k in range(len(shifted))]
+    records = logged(registry, "referenced", frame.assign(amount=frame.amount * 3), t0)
     with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.write_predictions(records)
         monitor = Monitor(store, registry, ["referenced"],

@@ -12,12 +12,10 @@ bootstrap intervals. They are kept in the version's run, in ``REFERENCE_FOLDER``
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +28,7 @@ from mlcanary.registry.profile import build_profile
 from mlcanary.registry.versions import ModelRegistry, VersionInfo
 from mlcanary.signature import Signature
 from mlcanary.train.metrics import classification_metrics, primary_metric, regression_metrics
+from mlcanary.train.publish import json_text
 
 BOOTSTRAPS = 100
 """Resamples behind each metric's interval."""
@@ -88,10 +87,10 @@ def attach_reference(
     with tempfile.TemporaryDirectory(prefix="mlcanary-reference-") as tmp:
         folder = Path(tmp)
         sample.to_parquet(folder / "reference.parquet", index=False)
-        (folder / "profile.json").write_text(json.dumps(profile, default=_plain))
+        (folder / "profile.json").write_text(json_text(profile))
         document = {"model": {k: {"mean": m, "std": s} for k, (m, s) in metrics.items()},
                     "rows": len(frame), "target": target}
-        (folder / "metrics.json").write_text(json.dumps(document))
+        (folder / "metrics.json").write_text(json_text(document))
         registry.keep(info, REFERENCE_FOLDER, folder)
     return Attached(info, len(frame), len(sample), metrics, importance)
 
@@ -163,10 +162,3 @@ def _importance(runtime: Runtime, features: pd.DataFrame, labels: np.ndarray,
     total = sum(lost.values())
     return {k: v / total for k, v in lost.items()} if total > 0 else {}
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

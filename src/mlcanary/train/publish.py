@@ -31,10 +31,10 @@ def publish(
     reference = io.BytesIO()
     result.reference.to_parquet(reference, index=False)
     files: dict[str, bytes | str] = {
-        "signature.json": _json(result.signature.as_dict()),
-        "profile.json": _json(result.profile),
+        "signature.json": json_text(result.signature.as_dict()),
+        "profile.json": json_text(result.profile),
         "reference.parquet": reference.getvalue(),
-        "metrics.json": _json(metrics_document(result)),
+        "metrics.json": json_text(metrics_document(result)),
         "report.html": report_html,
         "spec.json": spec.model_dump_json(indent=2),
     }
@@ -120,7 +120,8 @@ def metrics_document(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _json(data: Any) -> str:
+def json_text(data: Any) -> str:
+    """``data`` as the JSON files a version keeps (NumPy values as plain ones)."""
     return json.dumps(data, indent=2, default=_plain, allow_nan=True)
 
 
