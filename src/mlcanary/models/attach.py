@@ -23,6 +23,7 @@ import pandas as pd
 from mlcanary.errors import InvalidInput
 from mlcanary.models.adapter import open_version
 from mlcanary.models.foreign import REFERENCE_FOLDER, MlflowModel
+from mlcanary.models.profiled import METRICS_FILE, PROFILE_FILE, REFERENCE_FILE
 from mlcanary.models.runtime import Runtime
 from mlcanary.registry.profile import build_profile
 from mlcanary.registry.versions import ModelRegistry, VersionInfo
@@ -86,11 +87,11 @@ def attach_reference(
                                     importance, max_rows=rows, seed=seed)
     with tempfile.TemporaryDirectory(prefix="mlcanary-reference-") as tmp:
         folder = Path(tmp)
-        sample.to_parquet(folder / "reference.parquet", index=False)
-        (folder / "profile.json").write_text(json_text(profile))
+        sample.to_parquet(folder / REFERENCE_FILE, index=False)
+        (folder / PROFILE_FILE).write_text(json_text(profile))
         document = {"model": {k: {"mean": m, "std": s} for k, (m, s) in metrics.items()},
                     "rows": len(frame), "target": target}
-        (folder / "metrics.json").write_text(json_text(document))
+        (folder / METRICS_FILE).write_text(json_text(document))
         registry.keep(info, REFERENCE_FOLDER, folder)
     return Attached(info, len(frame), len(sample), metrics, importance)
 

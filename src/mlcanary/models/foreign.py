@@ -15,7 +15,6 @@ Not yet: other flavours (XGBoost, ONNX, generic ``python_function``) and tensor 
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlcanary.errors import InvalidInput
+from mlcanary.models.profiled import Profiled
 from mlcanary.models.runtime import Prediction, Rows, Runtime, class_labels
 from mlcanary.signature import ColumnSpec, Signature
 from mlcanary.types import ColumnKind
@@ -53,14 +53,9 @@ class MlflowModel:
         self.pipeline = None  # its own predict serves: the fast runtimes read mlcanary's plans
         self._model = model
         self._example = example
-        names = [c.name for c in signature.columns]
-        self._reference = pd.DataFrame(columns=names)
-        self._profile: dict[str, Any] = {}
-        self._metrics: dict[str, Any] = {}
-        if attached is not None:  # what `mlcanary reference` kept (models/attach.py)
-            self._reference = pd.read_parquet(attached / "reference.parquet")
-            self._profile = json.loads((attached / "profile.json").read_text())
-            self._metrics = json.loads((attached / "metrics.json").read_text())
+        # what `mlcanary reference` kept (models/attach.py), if it did
+        self._profiled = (Profiled.read(attached) if attached is not None
+                          else Profiled.empty([c.name for c in signature.columns]))
 
     @staticmethod
     def recognises(root: Path) -> bool:
@@ -110,13 +105,13 @@ class MlflowModel:
         return self._example
 
     def reference(self) -> pd.DataFrame:
-        return self._reference
+        return self._profiled.reference
 
     def importance(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._profile.get("importance", {}).items()}
+        return self._profiled.importance()
 
     def baseline(self) -> dict[str, float]:
-        return {k: float(v["mean"]) for k, v in self._metrics.get("model", {}).items()}
+        return self._profiled.baseline()
 
 
 class MlflowRuntime:

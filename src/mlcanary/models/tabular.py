@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcanary.models.profiled import Profiled
 from mlcanary.models.runtime import NativeRuntime, Runtime
 from mlcanary.registry.versions import BUNDLE_DIR
 from mlcanary.signature import Signature
@@ -27,13 +28,10 @@ class TabularModel:
 
     flavor = "mlcanary tabular pipeline (a model directory with an mlcanary/ bundle)"
 
-    def __init__(self, signature: Signature, pipeline: Any, reference: pd.DataFrame,
-                 profile: dict[str, Any], metrics: dict[str, Any]) -> None:
+    def __init__(self, signature: Signature, pipeline: Any, profiled: Profiled) -> None:
         self.signature = signature
         self.pipeline = pipeline
-        self._reference = reference
-        self._profile = profile
-        self._metrics = metrics
+        self._profiled = profiled
 
     @staticmethod
     def recognises(root: Path) -> bool:
@@ -50,13 +48,7 @@ class TabularModel:
             import mlflow.sklearn
 
             pipeline = mlflow.sklearn.load_model(str(root))
-        return cls(
-            signature,
-            pipeline,
-            pd.read_parquet(bundle / "reference.parquet"),
-            _json(bundle / "profile.json"),
-            _json(bundle / "metrics.json"),
-        )
+        return cls(signature, pipeline, Profiled.read(bundle))
 
     def native(self) -> Runtime:
         if self.pipeline is None:
@@ -64,17 +56,13 @@ class TabularModel:
         return NativeRuntime(self.pipeline, self.signature)
 
     def reference(self) -> pd.DataFrame:
-        return self._reference
+        return self._profiled.reference
 
     def sample(self) -> pd.DataFrame:
-        return self._reference.head(SAMPLE_ROWS)[[c.name for c in self.signature.columns]]
+        return self.reference().head(SAMPLE_ROWS)[[c.name for c in self.signature.columns]]
 
     def importance(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._profile.get("importance", {}).items()}
+        return self._profiled.importance()
 
     def baseline(self) -> dict[str, float]:
-        return {k: float(v["mean"]) for k, v in self._metrics.get("model", {}).items()}
-
-
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+        return self._profiled.baseline()

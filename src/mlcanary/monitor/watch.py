@@ -126,7 +126,8 @@ class Monitor:
         out: list[Signal] = []
         floors = [until]
         for (variant, version), _ in self.store.groups(name, since=floor, until=until).items():
-            if self.facts(name, version).reference is None:
+            reference = self.facts(name, version).reference
+            if reference is None:
                 self._unreferenced(name, version)
                 continue
             cursor = self.signals.cursor(name, variant, version, "drift")
@@ -164,8 +165,6 @@ class Monitor:
                 log.warning("monitor: %s v%s (%s): %d requests skipped (more traffic than "
                             "%d windows a tick); analysing the latest", name, version,
                             variant, skipped, self.plan.max_windows)
-            reference = self.facts(name, version).reference
-            assert reference is not None
             for k, window in enumerate(windows):
                 seed = window_seed(self.seed, name, variant, version, window.last_id)
                 report = analyse(reference, window.frame, self.drift, seed=seed)

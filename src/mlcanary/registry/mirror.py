@@ -107,11 +107,7 @@ class MirrorWriter:
             except NotFound:  # deleted meanwhile
                 continue
         document = {"synced": time.time(), "registry": self.registry.uri, "models": models}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.folder, delete=False,
-                                         suffix=".tmp", encoding="utf-8") as tmp:
-            json.dump(document, tmp)
-        Path(tmp.name).replace(self.folder / SNAPSHOT)
+        _replace(self.folder / SNAPSHOT, json.dumps(document))
         if stamp is not None:
             for name, model in models.items():
                 self._keep(name, model, stamp)
@@ -122,11 +118,7 @@ class MirrorWriter:
         with contextlib.suppress(OSError):
             if path.read_text(encoding="utf-8") == text:
                 return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                         suffix=".tmp", encoding="utf-8") as tmp:
-            tmp.write(text)
-        Path(tmp.name).replace(path)
+        _replace(path, text)
 
     def _model(self, name: str) -> dict[str, Any]:
         aliases: dict[str, int] = {}
@@ -263,6 +255,15 @@ class MirroredRegistry(ModelRegistry):
         if not self._warned:
             log.warning("registry mirror: %s; reading the registry itself", why)
             self._warned = True
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` in one step: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                     suffix=".tmp", encoding="utf-8") as tmp:
+        tmp.write(text)
+    Path(tmp.name).replace(path)
 
 
 def _fill(target: Path, fetch: Callable[[Path], Path | None]) -> None:
